@@ -1,0 +1,3 @@
+"""The version of celery-events."""
+
+__version__ = "0.1.0"

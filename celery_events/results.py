@@ -1,0 +1,180 @@
+"""What a DjangoTask call returns: a wrapper that knows the call before and after it triggers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from celery.exceptions import CeleryError, TimeoutError  # noqa: A004 - what Celery raises
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["IgnoredResult", "NotTriggeredCeleryError", "ResultWrapper"]
+
+
+class NotTriggeredCeleryError(CeleryError):
+    """The result of an on-commit call was asked for before its transaction committed."""
+
+
+class IgnoredResult:
+    """The result of a call that was ignored: the same call succeeded within its ignore window.
+
+    Its ``state`` is ``'IGNORED'``, ``get()`` returns None, and there is no task id.
+    """
+
+    state: ClassVar[str] = "IGNORED"
+    id: ClassVar[None] = None
+
+    def get(self, *args: Any, **kwargs: Any) -> None:
+        """Return None at once: an ignored call has no result to wait for."""
+
+    def successful(self) -> bool:
+        """Return False: an ignored call did not run."""
+        return False
+
+    def failed(self) -> bool:
+        """Return False: an ignored call did not run."""
+        return False
+
+    @property
+    def task_id(self) -> None:
+        """None: an ignored call has no task."""
+        return self.id
+
+
+class _TimeoutListener(Protocol):
+    def _invocation_timed_out(self, result: ResultWrapper, ex: TimeoutError) -> None: ...
+
+
+class ResultWrapper:
+    """The result of a DjangoTask call, usable before the call has triggered.
+
+    Before an on-commit call triggers, ``state`` is ``'WAITING'`` and ``get()`` raises
+    :class:`NotTriggeredCeleryError`; afterwards every method answers for the underlying
+    ``AsyncResult`` (or :class:`IgnoredResult`, or ``EagerResult``). A ``get()`` that times out
+    sends the ``invocation_timeout`` event before the TimeoutError reaches the caller.
+
+    Args:
+        invocation_id: the id every event of this call carries.
+        task: the task that was called.
+        args: the call's positional arguments.
+        kwargs: the call's keyword arguments.
+        options: the call's options, as passed to the invocation hooks.
+        result: the underlying result, when the call has already triggered.
+    """
+
+    def __init__(
+        self,
+        invocation_id: str,
+        task: _TimeoutListener,
+        args: Any,
+        kwargs: Any,
+        options: Mapping[str, Any],
+        result: Any = None,
+    ) -> None:
+        self.invocation_id = invocation_id
+        self._task = task
+        self._args = args
+        self._kwargs = kwargs
+        self._options = options
+        self._result = result
+
+    # Called by the default invocation hooks of DjangoTask, so that a subclass set as a task's
+    # ``result_wrapper_class`` can react to them, as in django-celery-extensions.
+    def on_apply(self) -> None:
+        """React to the call being applied; does nothing here."""
+
+    def on_trigger(self) -> None:
+        """React to the call being triggered; does nothing here."""
+
+    def on_unique(self) -> None:
+        """React to the call joining a unique call in progress; does nothing here."""
+
+    def on_ignored(self) -> None:
+        """React to the call being ignored; does nothing here."""
+
+    def on_timeout(self) -> None:
+        """React to a wait for the result timing out; does nothing here."""
+
+    @property
+    def args(self) -> Any:
+        """The call's positional arguments."""
+        return self._args
+
+    @property
+    def kwargs(self) -> Any:
+        """The call's keyword arguments."""
+        return self._kwargs
+
+    @property
+    def options(self) -> Mapping[str, Any]:
+        """The call's options, as the invocation hooks last saw them."""
+        return self._options
+
+    @property
+    def result(self) -> Any:
+        """The underlying result, or None before the call triggered."""
+        return self._result
+
+    def set_result(self, result: Any) -> None:
+        """Attach the underlying result once the call has triggered."""
+        self._result = result
+
+    def set_options(self, options: Mapping[str, Any]) -> None:
+        """Replace the options the hooks see (trigger adds task_id, eta and the rest)."""
+        self._options = options
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        """Wait for and return the task's result, as ``AsyncResult.get`` does.
+
+        Raises:
+            NotTriggeredCeleryError: the call has not triggered yet (its transaction is open).
+            celery.exceptions.TimeoutError: no result within the timeout; ``invocation_timeout``
+                has been sent.
+        """
+        if self._result is None:
+            msg = (
+                f"call {self.invocation_id} has not been triggered yet: an on-commit call "
+                "triggers when its transaction commits"
+            )
+            raise NotTriggeredCeleryError(msg)
+        try:
+            return self._result.get(*args, **kwargs)
+        except TimeoutError as ex:
+            self.timeout(ex)
+            raise
+
+    def timeout(self, ex: TimeoutError) -> None:
+        """Report that waiting for this call's result timed out with ``ex``."""
+        self._task._invocation_timed_out(self, ex)  # noqa: SLF001 - the task owns the event
+
+    def then(self, *args: Any, **kwargs: Any) -> Any:
+        """Chain a callback on the underlying result (``AsyncResult.then``)."""
+        return self._result.then(*args, **kwargs)
+
+    @property
+    def state(self) -> str:
+        """``'WAITING'`` before the call triggered, then the underlying result's state."""
+        return "WAITING" if self._result is None else str(self._result.state)
+
+    def successful(self) -> bool:
+        """Return True when the call triggered and its task succeeded."""
+        return self._result is not None and bool(self._result.successful())
+
+    def failed(self) -> bool:
+        """Return True when the call triggered and its task failed."""
+        return self._result is not None and bool(self._result.failed())
+
+    @property
+    def id(self) -> str | None:
+        """The task id, or None before the call triggered and for an ignored call."""
+        return None if self._result is None else self._result.id
+
+    @property
+    def task_id(self) -> str | None:
+        """The task id, as :attr:`id`."""
+        return self.id
+
+    def __repr__(self) -> str:
+        """Show the invocation id, the state and the task id."""
+        return f"<{type(self).__name__} {self.invocation_id} state={self.state} id={self.id}>"

@@ -1,0 +1,180 @@
+"""The event bus: one blinker signal per invocation and task lifecycle hook.
+
+Every signal's sender is the task instance. The kwargs are those of the hook method of the same
+name on :class:`~celery_events.task.DjangoTask`; the four worker-side signals carry
+``invocation_id`` as well. Connect with blinker's usual API::
+
+    from celery_events import signals
+
+    @signals.task_failure.connect
+    def page_someone(task, *, invocation_id, task_id, exc, **kwargs):
+        ...
+
+Policy: a receiver that raises does not break anything. Its exception is logged on the
+``celery_events`` logger with its traceback, the other receivers still run, and neither the task
+nor the caller sees it. This is the opposite of plain blinker, where the exception propagates:
+an event bus for observability must never change what the observed code does.
+
+With no receiver connected, sending a signal costs one attribute check.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from blinker import NamedSignal, Namespace
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "ALL_SIGNALS",
+    "EventSignal",
+    "invocation_apply",
+    "invocation_ignored",
+    "invocation_timeout",
+    "invocation_trigger",
+    "invocation_unique",
+    "namespace",
+    "task_failure",
+    "task_retry",
+    "task_start",
+    "task_success",
+]
+
+logger: Final = logging.getLogger("celery_events")
+
+
+class EventSignal(NamedSignal):
+    """A blinker signal whose receivers cannot break the sender or each other."""
+
+    def send(
+        self,
+        sender: Any | None = None,
+        /,
+        *,
+        _async_wrapper: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> list[tuple[Callable[..., Any], Any]]:
+        """Call every receiver of ``sender``; log and skip any receiver that raises.
+
+        Args:
+            sender: the task instance the event is about.
+            _async_wrapper: as in :meth:`blinker.Signal.send`, for coroutine receivers.
+            **kwargs: the event's keyword arguments, passed to every receiver.
+
+        Returns:
+            ``(receiver, return value)`` pairs of the receivers that returned.
+        """
+        if not self.receivers or self.is_muted:
+            return []
+        results = []
+        for receiver in self.receivers_for(sender):
+            try:
+                if _async_wrapper is not None and _is_coroutine_function(receiver):
+                    receiver = _async_wrapper(receiver)  # noqa: PLW2901
+                results.append((receiver, receiver(sender, **kwargs)))
+            except Exception:  # noqa: PERF203 - each receiver is isolated from the others
+                logger.exception(
+                    "receiver %r of signal %r raised; the other receivers still run",
+                    receiver,
+                    self.name,
+                )
+        return results
+
+
+def _is_coroutine_function(func: Callable[..., Any]) -> bool:
+    from inspect import iscoroutinefunction  # noqa: PLC0415 - only for the rare async receiver
+
+    return iscoroutinefunction(func)
+
+
+class _EventNamespace(Namespace):
+    def signal(self, name: str, doc: str | None = None) -> EventSignal:
+        if name not in self:
+            self[name] = EventSignal(name, doc)
+        return cast("EventSignal", self[name])
+
+
+namespace: Final = _EventNamespace()
+"""The blinker Namespace that holds the nine signals."""
+
+invocation_apply: Final = namespace.signal(
+    "invocation_apply",
+    doc="""A caller applied the task (apply, apply_async or an *_on_commit variant).
+
+    kwargs: invocation_id, args, kwargs, options, result. Sent in the caller's process before
+    anything is published; for an on-commit call, before the transaction commits.
+    """,
+)
+invocation_trigger: Final = namespace.signal(
+    "invocation_trigger",
+    doc="""The call was published to the broker (or run, when eager).
+
+    kwargs: invocation_id, args, kwargs, task_id, options, result. Sent in the caller's process;
+    for an on-commit call, after the transaction committed.
+    """,
+)
+invocation_unique: Final = namespace.signal(
+    "invocation_unique",
+    doc="""The call of a unique task found the same call in progress and joined it.
+
+    kwargs: invocation_id, args, kwargs, task_id (the holder's), options, result.
+    """,
+)
+invocation_ignored: Final = namespace.signal(
+    "invocation_ignored",
+    doc="""The call was ignored: the same call succeeded within ignore_task_timedelta.
+
+    kwargs: invocation_id, args, kwargs, task_id (None), options, result.
+    """,
+)
+invocation_timeout: Final = namespace.signal(
+    "invocation_timeout",
+    doc="""The caller waited for the result longer than its timeout.
+
+    kwargs: invocation_id, args, kwargs, task_id, ex (the TimeoutError), options, result.
+    """,
+)
+task_start: Final = namespace.signal(
+    "task_start",
+    doc="""An attempt of the task started (worker, or the caller's process when eager).
+
+    kwargs: invocation_id, task_id, args, kwargs.
+    """,
+)
+task_retry: Final = namespace.signal(
+    "task_retry",
+    doc="""The attempt failed and the task will be retried.
+
+    kwargs: invocation_id, task_id, args, kwargs, exc, eta (when the next attempt is due).
+    """,
+)
+task_failure: Final = namespace.signal(
+    "task_failure",
+    doc="""The attempt failed and the task will not be retried.
+
+    kwargs: invocation_id, task_id, args, kwargs, exc, einfo.
+    """,
+)
+task_success: Final = namespace.signal(
+    "task_success",
+    doc="""The attempt succeeded.
+
+    kwargs: invocation_id, task_id, args, kwargs, retval.
+    """,
+)
+
+ALL_SIGNALS: Final = (
+    invocation_apply,
+    invocation_trigger,
+    invocation_unique,
+    invocation_ignored,
+    invocation_timeout,
+    task_start,
+    task_retry,
+    task_failure,
+    task_success,
+)
+"""The nine signals, in lifecycle order."""

@@ -1,0 +1,128 @@
+"""Fixtures shared by the test suite: the Celery app, eager mode, a real worker, Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.celery_app import app
+from tests.tasks import EVENTS_KEY, add
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+
+@pytest.fixture(name="redis_client", scope="session")
+def fixture_redis_client() -> Iterator[redis.Redis]:
+    """A client of the tests' Redis; deletes every key of this session's prefix at the end."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    keys = list(client.scan_iter(match=f"{settings.KEY_PREFIX}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(name="celery_app")
+def fixture_celery_app():
+    return app
+
+
+@pytest.fixture(name="eager")
+def fixture_eager(celery_app) -> Iterator[None]:
+    """Run tasks in the calling process, as ``task_always_eager`` does."""
+    celery_app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache(redis_client) -> Iterator[None]:
+    """Every test starts with no lock or ignore key of this session left by another test."""
+    yield
+    keys = [
+        key
+        for pattern in ("*unique*", "*ignore*")
+        for key in redis_client.scan_iter(match=f"{settings.KEY_PREFIX}{pattern}", count=1000)
+    ]
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture(name="worker", scope="session")
+def fixture_worker(redis_client, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker, in its own process, consuming the "worker" queue from Redis."""
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "tests.celery_app",
+                "worker",
+                "-P",
+                "solo",
+                "-Q",
+                "worker",
+                "-l",
+                "info",
+                "--without-heartbeat",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+            cwd=Path(__file__).parent.parent,
+        )
+    try:
+        try:
+            add.apply_async_and_get_result(args=(1, 1), timeout=60)
+        except Exception:  # noqa: BLE001 - any failure to start is reported with the log
+            pytest.fail(f"the worker did not start:\n{log.read_text()}")
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+    """Poll ``condition`` until it returns something true; fail naming ``what`` after timeout.
+
+    Not a timing assertion: the timeout only bounds a wait for something the worker does after
+    the caller's ``get()`` returns (Celery stores the result before it runs ``on_success``).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture(name="worker_events")
+def fixture_worker_events(redis_client) -> Callable[[str], list[dict[str, Any]]]:
+    """Read the events the worker recorded for one invocation id, in order."""
+
+    def read(invocation_id: str) -> list[dict[str, Any]]:
+        events = (json.loads(raw) for raw in redis_client.lrange(EVENTS_KEY, 0, -1))
+        return [event for event in events if event["invocation_id"] == invocation_id]
+
+    return read

@@ -1,0 +1,84 @@
+"""The real services the tests run against: a Redis, a PostgreSQL, a key prefix of their own.
+
+Settings and the worker subprocess both import this, so they agree on the Redis and the prefix:
+the first process to import it picks them and exports them in the environment.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import redis
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _reachable(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_redis_server() -> tuple[str, subprocess.Popen[bytes]]:
+    """Start a throwaway redis-server on a free port; return its URL and process."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        msg = "no Redis at REDIS_URL and no redis-server binary to start one"
+        raise RuntimeError(msg)
+    port = _free_port()
+    directory = tempfile.mkdtemp(prefix="celery-events-redis-")
+    process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            directory,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    for _ in range(100):
+        if _reachable(url):
+            return url, process
+        time.sleep(0.05)
+    process.kill()
+    msg = f"redis-server on port {port} did not start"
+    raise RuntimeError(msg)
+
+
+def redis_url() -> str:
+    """Return the Redis the tests use: REDIS_URL, else a throwaway redis-server."""
+    url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
+    if not _reachable(url):
+        url, process = start_redis_server()
+        atexit.register(process.kill)
+    os.environ["REDIS_URL"] = url
+    return url
+
+
+def key_prefix() -> str:
+    """Return this test session's key prefix, shared with its worker subprocesses."""
+    return os.environ.setdefault(
+        "CELERY_EVENTS_TEST_PREFIX", f"celery-events-test-{uuid.uuid4().hex[:8]}:"
+    )

@@ -1,0 +1,50 @@
+"""Django settings of the test suite: PostgreSQL, Redis cache and broker, own key prefix."""
+
+import os
+
+from tests.services import key_prefix, redis_url
+
+REDIS_URL = redis_url()
+KEY_PREFIX = key_prefix()
+
+SECRET_KEY = "celery-events-tests"  # noqa: S105 - tests only
+USE_TZ = True
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "celery_events",
+    "tests.testapp",
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("PGDATABASE", "test"),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+    },
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": KEY_PREFIX,
+    },
+    "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
+CELERY_TASK_DEFAULT_QUEUE = "caller-only"  # nothing consumes it; worker tests use "worker"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+DJANGO_CELERY_EXTENSIONS_AUTO_GENERATE_TASKS_DJANGO_COMMANDS = {
+    "record_call": {},
+}
+# Worker tests: the worker consumes only this queue (Celery 5.7 deprecates the queue attribute).
+CELERY_TASK_ROUTES = {"tests.tasks.*": {"queue": "worker"}, "command.*": {"queue": "worker"}}

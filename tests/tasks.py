@@ -1,0 +1,132 @@
+"""Tasks the tests call, eagerly or through a real worker consuming the "worker" queue.
+
+In a worker process every event on the bus is also recorded in Redis (see ``record_events``),
+so that tests in the calling process can read what the worker saw.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import redis
+from celery.signals import worker_init
+from django.conf import settings
+
+from celery_events import signals
+from tests.celery_app import app
+
+EVENTS_KEY = f"{settings.KEY_PREFIX}events"
+
+
+class FlakyError(Exception):
+    """Raised by tasks that fail on purpose before they succeed."""
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+def open_gate(name: str) -> None:
+    """Let a ``gated`` task waiting on ``name`` finish."""
+    _redis().rpush(f"{settings.KEY_PREFIX}gate:{name}", 1)
+
+
+def _wait_for_gate(name: str) -> None:
+    if _redis().blpop([f"{settings.KEY_PREFIX}gate:{name}"], timeout=60) is None:
+        msg = f"gate {name!r} was never opened"
+        raise TimeoutError(msg)
+
+
+@app.task()
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(unique=True, stale_time_limit=60)
+def gated_unique(gate: str) -> str:
+    _wait_for_gate(gate)
+    return gate
+
+
+@app.task(unique=True, stale_time_limit=60)
+def unique_caller_only(x: int) -> int:
+    return x
+
+
+@app.task(unique=True)
+def unique_without_stale_time_limit(x: int) -> int:
+    return x
+
+
+@app.task(
+    ignore_task_after_success=True,
+    ignore_task_timedelta=timedelta(seconds=60),
+)
+def ignored_after_success(x: int) -> int:
+    return x
+
+
+@app.task(
+    bind=True,
+    unique=True,
+    stale_time_limit=60,
+    autoretry_for=(FlakyError,),
+    default_retry_delays=(0.1, 0.2),
+)
+def flaky(self: Any, fail_times: int) -> int:
+    if self.request.retries < fail_times:
+        msg = f"attempt {self.request.retries} fails"
+        raise FlakyError(msg)
+    return int(self.request.retries)
+
+
+@app.task(bind=True, unique=True, stale_time_limit=60)
+def manual_retry(self: Any, fail_times: int) -> int:
+    if self.request.retries < fail_times:
+        raise self.retry(exc=FlakyError("manual"), countdown=0.1, max_retries=3)
+    return int(self.request.retries)
+
+
+@app.task(unique=True, stale_time_limit=60)
+def always_fails(x: int) -> None:
+    msg = f"always fails with {x}"
+    raise ValueError(msg)
+
+
+@app.task(bind=True, ignore_task_timedelta=timedelta(seconds=60))
+def ignore_by_hand(self: Any, flag: bool) -> bool:
+    if flag:
+        self.set_ignore_task()
+    return flag
+
+
+@app.task()
+def sleeps_forever() -> None:
+    _wait_for_gate("never-opened")
+
+
+def _record(signal_name: str) -> Any:
+    def record(sender: Any, **kwargs: Any) -> None:
+        event = {
+            "signal": signal_name,
+            "task_name": sender.name,
+            "invocation_id": kwargs.get("invocation_id"),
+            "task_id": kwargs.get("task_id"),
+            "retries": sender.request.retries,
+        }
+        if kwargs.get("exc") is not None:
+            event["exc"] = repr(kwargs["exc"])
+        if kwargs.get("eta") is not None:
+            event["eta"] = kwargs["eta"].isoformat()
+        _redis().rpush(EVENTS_KEY, json.dumps(event))
+
+    return record
+
+
+@worker_init.connect
+def record_events(**_: Any) -> None:
+    """In a worker process, record every event of the bus in Redis for the tests to read."""
+    for signal in signals.ALL_SIGNALS:
+        signal.connect(_record(signal.name), weak=False)
