@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
 
 from celery import Task
 from celery.exceptions import CeleryError, Retry, TimeoutError  # noqa: A004 - what Celery raises
@@ -31,6 +31,13 @@ from . import signals
 from .celery import CeleryQueueEnum
 from .commands import get_django_command_task
 from .config import settings
+from .headers import (
+    CARRIED_HEADERS,
+    IGNORE_KEY_HEADER,
+    INVOCATION_ID_HEADER,
+    UNIQUE_KEY_HEADER,
+    read_header,
+)
 from .locks import Outcome, get_lock_store
 from .results import IgnoredResult, NotTriggeredCeleryError, ResultWrapper
 
@@ -42,7 +49,6 @@ if TYPE_CHECKING:
     from celery.result import AsyncResult, EagerResult
 
 __all__ = [
-    "INVOCATION_ID_HEADER",
     "DjangoTask",
     "IgnoredResult",
     "NotTriggeredCeleryError",
@@ -51,14 +57,6 @@ __all__ = [
     "default_unique_key_generator",
     "get_django_command_task",
 ]
-
-INVOCATION_ID_HEADER: Final = "invocation_id"
-"""The message header that carries a call's invocation id to the worker and across retries."""
-UNIQUE_KEY_HEADER: Final = "unique_key"
-"""The message header with the unique lock's key, so the worker releases exactly that key."""
-IGNORE_KEY_HEADER: Final = "ignore_key"
-"""The message header with the ignore window's key, opened by the worker after a success."""
-_CARRIED_HEADERS: Final = (INVOCATION_ID_HEADER, UNIQUE_KEY_HEADER, IGNORE_KEY_HEADER)
 
 
 UniqueKeyGenerator: TypeAlias = Callable[
@@ -98,14 +96,6 @@ def default_unique_key_generator(
 
 def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _header(request: Context, name: str) -> Any:
-    """Read a custom message header, wherever this Celery put it on the request."""
-    value = getattr(request, name, None)
-    if value is None and request.headers:
-        value = request.headers.get(name)
-    return value
 
 
 class DjangoTask(Task):  # type: ignore[type-arg]
@@ -406,7 +396,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             if request.retries < len(delays):
                 countdown = delays[request.retries]
         if not request.called_directly:
-            carried = {name: _header(request, name) for name in _CARRIED_HEADERS}
+            carried = {name: read_header(request, name) for name in CARRIED_HEADERS}
             carried[INVOCATION_ID_HEADER] = self._invocation_id(request)
             options["headers"] = {**(options.get("headers") or {}), **carried}
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
@@ -719,14 +709,14 @@ class DjangoTask(Task):  # type: ignore[type-arg]
 
     def _invocation_id(self, request: Context) -> str:
         """Return the request's invocation id; a message without one gets a fresh one, kept."""
-        invocation_id: str | None = _header(request, INVOCATION_ID_HEADER)
+        invocation_id: str | None = read_header(request, INVOCATION_ID_HEADER)
         if invocation_id is None:
             invocation_id = new_task_id()
             setattr(request, INVOCATION_ID_HEADER, invocation_id)
         return invocation_id
 
     def _ignore_key(self, request: Context) -> str:
-        ignore_key: str | None = _header(request, IGNORE_KEY_HEADER)
+        ignore_key: str | None = read_header(request, IGNORE_KEY_HEADER)
         if ignore_key is None:  # published by something other than a DjangoTask
             ignore_key = self.unique_key_generator(
                 settings.IGNORE_TASK_KEY_PREFIX, request.args, request.kwargs
@@ -734,7 +724,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         return ignore_key
 
     def _release(self, request: Context, *, succeeded: bool) -> None:
-        unique_key: str | None = _header(request, UNIQUE_KEY_HEADER)
+        unique_key: str | None = read_header(request, UNIQUE_KEY_HEADER)
         ignore_key = ignore_ttl = None
         if succeeded and self.ignore_task_after_success and self.ignore_task_timedelta is not None:
             ignore_key = self._ignore_key(request)
