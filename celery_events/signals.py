@@ -21,9 +21,10 @@ With no receiver connected, sending a signal costs one attribute check.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
-from blinker import NamedSignal, Namespace
+from blinker import ANY, NamedSignal, Namespace
+from celery.local import Proxy
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,9 +46,23 @@ __all__ = [
 
 logger: Final = logging.getLogger("celery_events")
 
+F = TypeVar("F", bound="Callable[..., Any]")
+
 
 class EventSignal(NamedSignal):
-    """A blinker signal whose receivers cannot break the sender or each other."""
+    """A blinker signal whose receivers cannot break the sender or each other.
+
+    A receiver may be connected to one task: ``signal.connect(receiver, sender=my_task)``,
+    where ``my_task`` may be the lazy proxy that ``@app.task`` returns.
+    """
+
+    def connect(self, receiver: F, sender: Any = ANY, weak: bool = True) -> F:
+        """Connect ``receiver`` to events of ``sender`` (a task, or ANY); return ``receiver``."""
+        return super().connect(receiver, _unproxied(sender), weak)
+
+    def disconnect(self, receiver: Callable[..., Any], sender: Any = ANY) -> None:
+        """Disconnect ``receiver`` from events of ``sender`` (a task, or ANY)."""
+        super().disconnect(receiver, _unproxied(sender))
 
     def send(
         self,
@@ -82,6 +97,11 @@ class EventSignal(NamedSignal):
                     self.name,
                 )
         return results
+
+
+def _unproxied(sender: Any) -> Any:
+    # The events are sent by the task itself, never by the proxy standing in for it.
+    return sender._get_current_object() if isinstance(sender, Proxy) else sender  # noqa: SLF001
 
 
 def _is_coroutine_function(func: Callable[..., Any]) -> bool:

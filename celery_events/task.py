@@ -98,6 +98,15 @@ def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def _retry_eta(einfo: ExceptionInfo) -> datetime:
+    """Return when the retry described by ``einfo`` (a Retry, wrapped by billiard) is due."""
+    retry = getattr(einfo.exception, "exc", einfo.exception)
+    when = getattr(retry, "when", None)
+    if isinstance(when, datetime):
+        return when
+    return timezone.now() + timedelta(seconds=float(when or 0))
+
+
 class DjangoTask(Task):  # type: ignore[type-arg]
     """A Celery task for Django projects: commit-aware, unique, ignorable, observable.
 
@@ -411,12 +420,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
     ) -> None:
         """Send ``task_retry``, with the time the next attempt is due."""
         super().on_retry(exc, task_id, args, kwargs, einfo)
-        when = getattr(einfo.exception, "when", None)
-        eta = (
-            when
-            if isinstance(when, datetime)
-            else timezone.now() + timedelta(seconds=float(when or 0))
-        )
+        eta = _retry_eta(einfo)
         self.on_task_retry(task_id, args, kwargs, exc, eta)
         if signals.task_retry.receivers:
             signals.task_retry.send(

@@ -48,13 +48,9 @@ def fixture_eager(celery_app) -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _clean_cache(redis_client) -> Iterator[None]:
-    """Every test starts with no lock or ignore key of this session left by another test."""
+    """Every test starts with no cache key (lock, ignore window) left by another test."""
     yield
-    keys = [
-        key
-        for pattern in ("*unique*", "*ignore*")
-        for key in redis_client.scan_iter(match=f"{settings.KEY_PREFIX}{pattern}", count=1000)
-    ]
+    keys = list(redis_client.scan_iter(match=f"{settings.KEY_PREFIX}cache:*", count=1000))
     if keys:
         redis_client.delete(*keys)
 

@@ -29,7 +29,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": REDIS_URL,
-        "KEY_PREFIX": KEY_PREFIX,
+        "KEY_PREFIX": f"{KEY_PREFIX}cache",
     },
     "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
 }
@@ -47,4 +47,8 @@ DJANGO_CELERY_EXTENSIONS_AUTO_GENERATE_TASKS_DJANGO_COMMANDS = {
     "record_call": {},
 }
 # Worker tests: the worker consumes only this queue (Celery 5.7 deprecates the queue attribute).
-CELERY_TASK_ROUTES = {"tests.tasks.*": {"queue": "worker"}, "command.*": {"queue": "worker"}}
+CELERY_TASK_ROUTES = {
+    "tests.tasks.caller_*": {"queue": "caller-only"},
+    "tests.tasks.*": {"queue": "worker"},
+    "command.*": {"queue": "worker"},
+}

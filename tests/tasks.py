@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 from celery.signals import worker_init
 from django.conf import settings
 
 from celery_events import signals
+from celery_events.task import DjangoTask
 from tests.celery_app import app
 
 EVENTS_KEY = f"{settings.KEY_PREFIX}events"
@@ -50,13 +51,22 @@ def gated_unique(gate: str) -> str:
     return gate
 
 
+# Tasks named caller_* are routed to a queue no worker consumes: their tests look only at
+# the caller's side, and their messages must not run in a later worker test.
+
+
 @app.task(unique=True, stale_time_limit=60)
-def unique_caller_only(x: int) -> int:
+def caller_unique(x: int) -> int:
     return x
 
 
 @app.task(unique=True)
-def unique_without_stale_time_limit(x: int) -> int:
+def caller_unique_without_stale_time_limit(x: int) -> int:
+    return x
+
+
+@app.task
+def caller_plain(x: int) -> int:
     return x
 
 
@@ -105,6 +115,29 @@ def ignore_by_hand(self: Any, flag: bool) -> bool:
 @app.task()
 def sleeps_forever() -> None:
     _wait_for_gate("never-opened")
+
+
+class HookRecordingTask(DjangoTask):
+    """Overrides every hook without calling super(): the bus must still see every event."""
+
+    hook_calls: ClassVar[list[str]] = []
+
+    def on_invocation_apply(self, *args: Any) -> None:
+        self.hook_calls.append("invocation_apply")
+
+    def on_invocation_trigger(self, *args: Any) -> None:
+        self.hook_calls.append("invocation_trigger")
+
+    def on_task_start(self, *args: Any) -> None:
+        self.hook_calls.append("task_start")
+
+    def on_task_success(self, *args: Any) -> None:
+        self.hook_calls.append("task_success")
+
+
+@app.task(base=HookRecordingTask)
+def caller_hook_recording(x: int) -> int:
+    return x
 
 
 def _record(signal_name: str) -> Any:

@@ -1,0 +1,53 @@
+"""Each public module's __all__ is exactly its public surface."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+MODULES = [
+    "celery_events",
+    "celery_events.apps",
+    "celery_events.celery",
+    "celery_events.checks",
+    "celery_events.commands",
+    "celery_events.config",
+    "celery_events.headers",
+    "celery_events.locks",
+    "celery_events.results",
+    "celery_events.signals",
+    "celery_events.task",
+    "celery_events.testing",
+]
+
+
+@pytest.mark.parametrize("module_name", MODULES)
+def test_all_lists_every_public_class_and_function_defined_in_the_module(module_name):
+    module = importlib.import_module(module_name)
+    defined = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and (inspect.isclass(value) or inspect.isfunction(value))
+        and value.__module__ == module_name
+    }
+
+    assert defined <= set(module.__all__)
+    assert all(hasattr(module, name) for name in module.__all__)
+
+
+def test_design_import_paths_exist():
+
+    from celery_events.celery import Celery, CeleryQueueEnum  # noqa: F401, PLC0415
+    from celery_events.config import settings  # noqa: F401, PLC0415
+    from celery_events.task import (  # noqa: F401, PLC0415
+        DjangoTask,
+        IgnoredResult,
+        NotTriggeredCeleryError,
+        ResultWrapper,
+        default_unique_key_generator,
+        get_django_command_task,
+    )
+    from celery_events.testing import capture_events  # noqa: F401, PLC0415
