@@ -113,11 +113,12 @@ def test_receiver_connected_to_one_task_sees_only_that_task(eager):
 
 def _calls_of_each_path():
     """One real call of each path; returns the results, in order."""
+    tasks.ignored_after_success.apply_async(args=(99,)).get(timeout=30)
+    ignored = tasks.ignored_after_success.apply_async(args=(99,))
     triggered = tasks.add.apply_async(args=(1, 1))
     unique_holder = tasks.gated_unique.apply_async(args=("every-path",))
     unique = tasks.gated_unique.apply_async(args=("every-path",))
-    tasks.ignored_after_success.apply_async(args=(99,)).get(timeout=30)
-    ignored = tasks.ignored_after_success.apply_async(args=(99,))
+    tasks.open_gate("every-path")  # the worker runs one task at a time: let the holder finish
     retried = tasks.flaky.apply_async(args=(1,))
     failed = tasks.always_fails.apply_async(args=(7,))
     return triggered, unique_holder, unique, ignored, retried, failed
@@ -145,7 +146,6 @@ def test_every_path_sends_its_ordered_events_with_one_invocation_id(worker, work
         timed_out = tasks.sleeps_forever.apply_async()
         with pytest.raises(TimeoutError):
             timed_out.get(timeout=0.2)
-    tasks.open_gate("every-path")
     tasks.open_gate("never-opened")
     calls = {
         "triggered": triggered,
