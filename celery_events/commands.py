@@ -59,8 +59,12 @@ def get_django_command_task(command_name: str) -> Task[Any, Any]:
         raise ImproperlyConfigured(msg) from None
 
 
+_generated: dict[str, Task[Any, Any]] = {}
+"""The command tasks made so far, by task name: a second ``ready()`` reuses them."""
+
+
 def generate_command_tasks(base: type[Task[Any, Any]]) -> list[Task[Any, Any]]:
-    """Create a task of class ``base`` for each command the settings name.
+    """Create a task of class ``base`` for each command the settings name, once per command.
 
     Args:
         base: the task class (DjangoTask).
@@ -69,14 +73,19 @@ def generate_command_tasks(base: type[Task[Any, Any]]) -> list[Task[Any, Any]]:
         ImproperlyConfigured: a named command does not exist.
     """
     defaults = settings.AUTO_GENERATE_TASKS_DEFAULT_CELERY_KWARGS or {}
-    return [
-        _command_task(base, name, {**defaults, **(options or {})})
-        for name, options in settings.AUTO_GENERATE_TASKS_DJANGO_COMMANDS.items()
-    ]
+    tasks = []
+    for command_name, options in settings.AUTO_GENERATE_TASKS_DJANGO_COMMANDS.items():
+        task_name = command_task_name(command_name)
+        if task_name not in _generated:
+            _generated[task_name] = _command_task(
+                base, command_name, task_name, {**defaults, **(options or {})}
+            )
+        tasks.append(_generated[task_name])
+    return tasks
 
 
 def _command_task(
-    base: type[Task[Any, Any]], command_name: str, options: dict[str, Any]
+    base: type[Task[Any, Any]], command_name: str, task_name: str, options: dict[str, Any]
 ) -> Task[Any, Any]:
     options = {"bind": True, "ignore_result": True, **options}
     if "autoretry_for" in options:
@@ -93,5 +102,5 @@ def _command_task(
 
     run_command.__doc__ = f"Run the management command {command_name!r}."
     # celery-types leaves shared_task untyped.
-    make_task = shared_task(base=base, name=command_task_name(command_name), **options)
+    make_task = shared_task(base=base, name=task_name, **options)
     return cast("Task[Any, Any]", make_task(run_command))  # type: ignore[no-untyped-call]

@@ -1,0 +1,52 @@
+"""AppConfig.ready() and the settings it acts on; publish-time settings."""
+
+from __future__ import annotations
+
+import pytest
+from celery.signals import before_task_publish
+from django.apps import apps
+from django.test import override_settings
+
+from tests import tasks
+
+
+@pytest.fixture(name="published")
+def fixture_published():
+    """The message properties of every task published while the test runs."""
+    properties = []
+
+    def record(sender, **kwargs):
+        properties.append(kwargs["properties"])
+
+    before_task_publish.connect(record, weak=False)
+    yield properties
+    before_task_publish.disconnect(record)
+
+
+@override_settings(
+    DJANGO_CELERY_EXTENSIONS_CELERY_SETTINGS="tests.celery_app.app",
+    DJANGO_CELERY_EXTENSIONS_CELERY_AUTODISCOVER=True,
+)
+def test_ready_imports_the_celery_app_and_autodiscovers(celery_app):
+    apps.get_app_config("celery_events").ready()
+
+    assert "tests.tasks.add" in celery_app.tasks
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_CELERY_SETTINGS="tests.no_such_module.app")
+def test_ready_with_a_celery_settings_path_that_does_not_exist_raises():
+    with pytest.raises(ImportError, match=r"tests\.no_such_module"):
+        apps.get_app_config("celery_events").ready()
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_AUTO_SQS_MESSAGE_GROUP_ID=True)
+def test_auto_sqs_message_group_id_is_the_task_id(published):
+    result = tasks.caller_plain.apply_async(args=(1,))
+
+    assert published[-1]["MessageGroupId"] == result.task_id
+
+
+def test_no_message_group_id_by_default(published):
+    tasks.caller_plain.apply_async(args=(1,))
+
+    assert "MessageGroupId" not in published[-1]
