@@ -23,6 +23,8 @@ DATABASES = {
         "HOST": os.environ.get("PGHOST", "127.0.0.1"),
         "PORT": os.environ.get("PGPORT", "5432"),
         "USER": os.environ.get("PGUSER", "postgres"),
+        # One test database per session, so that concurrent test runs never drop each other's.
+        "TEST": {"NAME": "test_" + KEY_PREFIX.rstrip(":").replace("-", "_")},
     },
 }
 CACHES = {
