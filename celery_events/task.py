@@ -14,14 +14,15 @@ then sends the signal of the same name, whatever a subclass does in its hook.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
 
 from celery import Task
-from celery.exceptions import CeleryError, Retry, TimeoutError  # noqa: A004 - what Celery raises
+from celery.exceptions import CeleryError, Reject, Retry, TimeoutError  # noqa: A004 - what Celery raises
 from django.db import transaction
 from django.utils import timezone
 from kombu import serialization
@@ -57,6 +58,8 @@ __all__ = [
     "default_unique_key_generator",
     "get_django_command_task",
 ]
+
+logger: Final = logging.getLogger("celery_events")
 
 
 UniqueKeyGenerator: TypeAlias = Callable[
@@ -242,6 +245,10 @@ class DjangoTask(Task):  # type: ignore[type-arg]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run one attempt for the worker (or for apply); sends ``task_start`` first.
 
+        The attempt that ends the task releases its unique lock (and, after a success, opens
+        its ignore window) here, before Celery stores the result: whoever sees the result can
+        call the task again at once.
+
         Raises:
             CeleryError: the task was called directly, as a function.
         """
@@ -255,7 +262,19 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             signals.task_start.send(
                 self, invocation_id=invocation_id, task_id=task_id, args=args, kwargs=kwargs
             )
-        return self.run(*args, **kwargs)
+        try:
+            retval = self.run(*args, **kwargs)
+        except Retry:
+            raise
+        except Reject as reject:
+            if not getattr(reject, "requeue", False):  # celery-types lacks "requeue"
+                self._release_after_failure(request)
+            raise
+        except BaseException:
+            self._release_after_failure(request)
+            raise
+        self._release(request, succeeded=True)
+        return retval
 
     def apply_async(  # type: ignore[override]  # returns a ResultWrapper, as it always has
         self,
@@ -441,10 +460,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         kwargs: Any,
         einfo: ExceptionInfo,
     ) -> None:
-        """Release the unique lock, then send ``task_failure``."""
+        """Send ``task_failure``."""
         super().on_failure(exc, task_id, args, kwargs, einfo)
         request = self.request
-        self._release(request, succeeded=False)
         self.on_task_failure(task_id, args, kwargs, exc, einfo)
         if signals.task_failure.receivers:
             signals.task_failure.send(
@@ -458,10 +476,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             )
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        """Release the unique lock and open the ignore window, then send ``task_success``."""
+        """Send ``task_success``."""
         super().on_success(retval, task_id, args, kwargs)
         request = self.request
-        self._release(request, succeeded=True)
         self.on_task_success(task_id, args, kwargs, retval)
         if signals.task_success.receivers:
             signals.task_success.send(
@@ -726,6 +743,17 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 settings.IGNORE_TASK_KEY_PREFIX, request.args, request.kwargs
             )
         return ignore_key
+
+    def _release_after_failure(self, request: Context) -> None:
+        """Release the lock of a failed attempt; a store error must not hide the task's own."""
+        try:
+            self._release(request, succeeded=False)
+        except Exception:
+            logger.exception(
+                "could not release the unique lock of task %s[%s]; it expires on its own",
+                self.name,
+                request.id,
+            )
 
     def _release(self, request: Context, *, succeeded: bool) -> None:
         unique_key: str | None = read_header(request, UNIQUE_KEY_HEADER)

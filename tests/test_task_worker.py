@@ -173,3 +173,14 @@ def test_command_task_runs_the_command_on_the_worker(worker, redis_client):
         "the command to run",
     )
     assert result.task_id is not None
+
+
+def test_lock_is_free_and_ignore_window_open_once_the_result_is_visible(worker):
+    ignorable = tasks.ignored_after_success.apply_async(args=(57,))
+    failing = tasks.always_fails.apply_async(args=(57,))
+
+    assert ignorable.get(timeout=30) == 57
+    assert tasks.ignored_after_success.apply_async(args=(57,)).state == "IGNORED"
+    with pytest.raises(ValueError, match="always fails with 57"):
+        failing.get(timeout=30)
+    assert not tasks.always_fails.is_processing(args=(57,))
