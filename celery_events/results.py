@@ -112,8 +112,27 @@ class ResultWrapper:
         return self._options
 
     @property
-    def result(self) -> Any:
-        """The underlying result, or None before the call triggered."""
+    def async_result(self) -> Any:
+        """The underlying AsyncResult, EagerResult or IgnoredResult; None until triggered."""
+        return self._result
+
+    def __getattr__(self, name: str) -> Any:
+        """Answer the rest of Celery's result API (``result``, ``ready()``...) from below.
+
+        Raises:
+            NotTriggeredCeleryError: the call has not triggered yet.
+        """
+        if name.startswith("__") or "_result" not in vars(self):
+            raise AttributeError(name)
+        return getattr(self._underlying(), name)
+
+    def _underlying(self) -> Any:
+        if self._result is None:
+            msg = (
+                f"call {self.invocation_id} has not been triggered yet: an on-commit call "
+                "triggers when its transaction commits"
+            )
+            raise NotTriggeredCeleryError(msg)
         return self._result
 
     def set_result(self, result: Any) -> None:
@@ -132,14 +151,9 @@ class ResultWrapper:
             celery.exceptions.TimeoutError: no result within the timeout; ``invocation_timeout``
                 has been sent.
         """
-        if self._result is None:
-            msg = (
-                f"call {self.invocation_id} has not been triggered yet: an on-commit call "
-                "triggers when its transaction commits"
-            )
-            raise NotTriggeredCeleryError(msg)
+        underlying = self._underlying()
         try:
-            return self._result.get(*args, **kwargs)
+            return underlying.get(*args, **kwargs)
         except TimeoutError as ex:
             self.timeout(ex)
             raise

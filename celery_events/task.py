@@ -350,7 +350,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             celery.exceptions.TimeoutError: no result in time; ``invocation_timeout`` was sent.
         """
         result = self._apply(args, kwargs, options.pop("task_id", None), options, is_async=True)
-        if timeout is None or timeout > 0 or isinstance(result.result, IgnoredResult):
+        if timeout is None or timeout > 0 or isinstance(result.async_result, IgnoredResult):
             return result.get(timeout=timeout, propagate=propagate)
         ex = TimeoutError("The operation timed out.")
         result.timeout(ex)

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from celery.exceptions import CeleryError, TimeoutError
 from django.core.cache import caches
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from kombu import serialization
@@ -17,6 +18,7 @@ from celery_events.config import settings as ce_settings
 from celery_events.task import (
     DjangoTask,
     IgnoredResult,
+    NotTriggeredCeleryError,
     ResultWrapper,
     default_unique_key_generator,
 )
@@ -297,7 +299,7 @@ class TestIgnore:
 
         assert first.state == "SUCCESS"
         assert second.state == "IGNORED"
-        assert isinstance(second.result, IgnoredResult)
+        assert isinstance(second.async_result, IgnoredResult)
         assert second.get() is None
         assert not second.successful()
         assert not second.failed()
@@ -413,3 +415,20 @@ def test_result_wrapper_repr_names_invocation_state_and_id(eager):
     assert repr(result) == (
         f"<ResultWrapper {result.invocation_id} state=SUCCESS id={result.task_id}>"
     )
+
+
+def test_result_wrapper_answers_celery_result_api_from_the_underlying_result(eager):
+    result = tasks.add.apply_async(args=(2, 2))
+
+    assert result.result == 4
+    assert result.ready()
+    assert result.info == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_result_wrapper_before_trigger_refuses_result_api():
+    with transaction.atomic():
+        result = tasks.caller_plain.apply_async_on_commit(args=(1,))
+        with pytest.raises(NotTriggeredCeleryError):
+            result.ready()
+        transaction.set_rollback(True)
