@@ -1,0 +1,68 @@
+"""Django settings of the demo: in-memory broker and caches by default, Redis when REDIS_URL is set.
+
+The database is a git-ignored SQLite file beside this project, migrated by ``demo.py``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = "celery-events-demo"  # the demo serves no requests
+USE_TZ = True
+INSTALLED_APPS = ["celery_events", "orders"]
+DATABASES = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "demo.sqlite3"},
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL")
+REDIS_KEY_PREFIX: str | None
+CACHES: dict[str, dict[str, Any]]
+if REDIS_URL:
+    # A prefix of this run's own: a lock or an ignore window left by an earlier run never
+    # changes what this run shows, and demo.py deletes exactly these keys when it ends.
+    REDIS_KEY_PREFIX = f"celery-events-demo:{uuid.uuid4().hex[:8]}:"
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"{REDIS_KEY_PREFIX}cache",
+        },
+    }
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_RESULT_BACKEND = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
+    CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": REDIS_KEY_PREFIX}
+else:
+    REDIS_KEY_PREFIX = None
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Celery's in-memory transport; the host means nothing to it, but without one kombu warns
+    # "No hostname was supplied" at every connection.
+    CELERY_BROKER_URL = "memory://localhost/"
+    # The in-memory transport polls its queues, once a second by default: too slow for a demo.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"polling_interval": 0.01}
+    CELERY_RESULT_BACKEND = "cache+memory://"
+
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Celery leaves logging to this setting (see demo_site/celery.py). Warnings and errors reach
+# stderr, so a receiver that raises shows up (celery-events logs it on "celery_events"); Celery's
+# trace logger is quieted because the demo's own event lines already report the deliberate
+# failure, and its traceback would bury them.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["stderr"], "level": "WARNING"},
+    "loggers": {"celery.app.trace": {"level": "CRITICAL"}},
+}
+
+# The built-in exporters turn the event stream into structlog log lines and OpenTelemetry
+# spans; they are switched on here, e.g. ["structlog", "opentelemetry"] (docs/exporters.md).
+# The demo prints the bare event bus.
+DJANGO_CELERY_EXTENSIONS_EXPORTERS: list[str] = []
