@@ -22,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
 
 from celery import Task
+from celery.app.routes import MapRoute
 from celery.exceptions import CeleryError, Reject, Retry, TimeoutError  # noqa: A004 - what Celery raises
 from django.db import transaction
 from django.utils import timezone
@@ -101,6 +102,12 @@ def _seconds(value: float | timedelta) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
+def _continues_invocation(options: Mapping[str, Any]) -> bool:
+    """Tell a triggered call re-entering apply (a retry, an eager run) from a new call."""
+    headers = options.get("headers")
+    return bool(headers) and INVOCATION_ID_HEADER in headers
+
+
 def _retry_eta(einfo: ExceptionInfo) -> datetime:
     """Return when the retry described by ``einfo`` (a Retry, wrapped by billiard) is due."""
     retry = getattr(einfo.exception, "exc", einfo.exception)
@@ -133,6 +140,15 @@ class DjangoTask(Task):  # type: ignore[type-arg]
     ignore_task_after_success: bool = False
     ignore_task_timedelta: timedelta | float | None = None
     result_wrapper_class: type[ResultWrapper] = ResultWrapper
+
+    # Celery binds these defaults from its config once, as it does serializer and acks_late,
+    # so that a call does not look them up again.
+    from_config = (
+        *Task.from_config,
+        ("time_limit", "task_time_limit"),
+        ("soft_time_limit", "task_soft_time_limit"),
+    )
+    _routed_queue_cache: tuple[Any, str] | None = None
 
     _DIRECT_CALL_MESSAGE: ClassVar[str] = (
         "task {name!r} cannot be called directly; use apply(), apply_async(), delay(), "
@@ -292,7 +308,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             CeleryError: a unique task has no stale time limit from the call, the task or the
                 settings.
         """
-        if "retries" in options:  # Task.retry re-publishing an invocation in progress
+        if _continues_invocation(options):
             return super().apply_async(args, kwargs, task_id=task_id, **options)
         return self._apply(args, kwargs, task_id, options, is_async=True)
 
@@ -303,7 +319,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
 
         Returns a :class:`ResultWrapper` around Celery's ``EagerResult``.
         """
-        if "retries" in options:  # Celery's eager retry running the next attempt
+        if _continues_invocation(options):
             return super().apply(args, kwargs, **options)
         return self._apply(args, kwargs, options.pop("task_id", None), options, is_async=False)
 
@@ -583,12 +599,11 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         Returns:
             The options the trigger, unique and ignored hooks see.
         """
-        conf = self.app.conf
         trigger_time = timezone.now()
         countdown = options.pop("countdown", None)
         if countdown is not None:
             options["eta"] = trigger_time + timedelta(seconds=countdown)
-        time_limit = options.get("time_limit", self.time_limit) or conf.task_time_limit
+        time_limit = options.get("time_limit", self.time_limit)
         stale_time_limit = options.pop("stale_time_limit", None)
         headers = options["headers"] = {
             **(options.get("headers") or {}),
@@ -611,8 +626,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             "task_id": task_id,
             "trigger_time": trigger_time,
             "time_limit": time_limit,
-            "soft_time_limit": options.get("soft_time_limit", self.soft_time_limit)
-            or conf.task_soft_time_limit,
+            "soft_time_limit": options.get("soft_time_limit", self.soft_time_limit),
             "eta": options.get("eta"),
             "countdown": None,
             "expires": trigger_time + timedelta(seconds=expires)
@@ -653,7 +667,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         """Publish the call (or run it here, when eager or for ``apply``), bypassing our hooks."""
         if settings.AUTO_SQS_MESSAGE_GROUP_ID:
             options.setdefault("MessageGroupId", task_id)
-        if is_async and not self.app.conf.task_always_eager:
+        if is_async:  # runs here through apply() when task_always_eager is set
             return Task.apply_async(self, result.args, result.kwargs, task_id=task_id, **options)
         return Task.apply(self, result.args, result.kwargs, task_id=task_id, **options)
 
@@ -675,8 +689,15 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             )
 
     def _routed_queue(self, args: Any, kwargs: Any) -> str:
-        route = self.app.amqp.router.route({}, self.name, args, kwargs)
-        return str(route["queue"].name)
+        """Return the queue Celery's router sends this call to; kept while routes go by name."""
+        router = self.app.amqp.router
+        cached = self._routed_queue_cache
+        if cached is not None and cached[0] is router:
+            return cached[1]
+        queue = str(router.route({}, self.name, args, kwargs, self)["queue"].name)
+        if all(isinstance(route, MapRoute) for route in router.routes):
+            self._routed_queue_cache = (router, queue)
+        return queue
 
     def _invocation_timed_out(self, result: ResultWrapper, ex: TimeoutError) -> None:
         options = result.options
@@ -709,7 +730,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         ):
             if candidate is not None:
                 return float(candidate)
-        time_limit = time_limit or self.time_limit or self.app.conf.task_time_limit
+        time_limit = time_limit or self.time_limit
         waiting = self.max_queue_waiting_time or settings.DEFAULT_TASK_MAX_QUEUE_WAITING_TIME
         if time_limit and waiting:
             attempt = float(time_limit) + float(waiting)
