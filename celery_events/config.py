@@ -28,8 +28,12 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "UNIQUE_TASK_KEY_PREFIX": "django-celery-extensions|unique",
         "IGNORE_TASK_KEY_PREFIX": "django-celery-extensions|ignore-after-success",
         "BEATER_LOCK_KEY": "django-celery-extensions|lock",
-        "LOCK_TIMEOUT": 1500,
-        "LOCK_SLEEP": 300,
+        # The beat lock: seconds it lives unless renewed, and seconds between a standby's polls.
+        # django-celery-extensions had 1500 and 300, so a standby waited up to half an hour;
+        # LockedPersistentScheduler renews on every tick (at least every 15 s), so a minute is
+        # ample and a standby takes over within 65 s of the holder's death (docs/locks.md).
+        "LOCK_TIMEOUT": 60,
+        "LOCK_SLEEP": 5,
         "DEFAULT_TASK_STALE_TIME_LIMIT": None,
         "DEFAULT_TASK_MAX_QUEUE_WAITING_TIME": None,
         "AUTO_GENERATE_TASKS_DJANGO_COMMANDS": {},

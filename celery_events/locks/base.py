@@ -1,0 +1,123 @@
+"""The interface between DjangoTask and the keys of its unique and ignore-after-success calls."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from celery.exceptions import CeleryError
+
+__all__ = ["Admission", "LockStore", "LockStoreUnavailableError", "Outcome"]
+
+
+class Outcome(enum.Enum):
+    """What a call that asked the lock store for admission is to do."""
+
+    TRIGGER = "triggered"
+    """Publish (or run) the call: the lock, if any, is now held by its task id."""
+    UNIQUE = "unique"
+    """Join the call in progress: the lock is held by another task id."""
+    IGNORED = "ignored"
+    """Do nothing: the call succeeded within its ignore window."""
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The lock store's answer to a call: its outcome and the task id that holds the lock."""
+
+    outcome: Outcome
+    task_id: str | None
+    """The call's own id when triggered, the holder's when unique, None when ignored."""
+
+
+class LockStoreUnavailableError(CeleryError):
+    """The Redis behind the lock store could not be reached; nothing was decided.
+
+    Raised to the caller of a unique or ignore-configured task (and to a beat that starts), so
+    that the caller decides: a call is never published without its lock, nor silently dropped.
+    The message names the cache alias and the operation; the Redis error is the ``__cause__``.
+
+    .. versionadded:: 0.1.0
+    """
+
+
+class LockStore(Protocol):
+    """Where the unique locks and ignore windows of tasks live.
+
+    Keys are the ones ``unique_key_generator`` returns; a store may name them differently in its
+    backend (the Redis store adds the cache's key prefix and a Redis Cluster hash tag).
+    """
+
+    def admit(
+        self,
+        *,
+        task_id: str,
+        unique_key: str | None,
+        lock_ttl: float | None,
+        ignore_key: str | None,
+    ) -> Admission:
+        """Check the ignore window, then take the unique lock for ``task_id``.
+
+        Args:
+            task_id: the id the call will be published with.
+            unique_key: the lock's key, or None for a task that is not unique.
+            lock_ttl: seconds the lock lives if never released (stale_time_limit + any delay);
+                None keeps it until it is released.
+            ignore_key: the ignore window's key, or None for a task without one.
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+        """
+        ...
+
+    def release(
+        self,
+        *,
+        task_id: str,
+        unique_key: str | None,
+        ignore_key: str | None,
+        ignore_ttl: float | None,
+    ) -> None:
+        """Release ``unique_key`` if ``task_id`` holds it; open the ignore window if a key is given.
+
+        Args:
+            task_id: the finishing task's id; only the holder's release deletes the lock.
+            unique_key: the lock's key, or None.
+            ignore_key: the ignore window to open (after a success), or None.
+            ignore_ttl: seconds the ignore window stays open.
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+        """
+        ...
+
+    def ignore(
+        self,
+        *,
+        task_id: str,
+        ignore_key: str,
+        ignore_ttl: float | None,
+        unique_key: str | None,
+    ) -> None:
+        """Open the ignore window ``ignore_key`` and leave the unique lock as it is.
+
+        Args:
+            task_id: the task that opens the window.
+            ignore_key: the ignore window's key.
+            ignore_ttl: seconds the window stays open.
+            unique_key: the call's lock key when the task is unique, for a store that keeps the
+                window beside the lock (the Redis store); the lock itself is not touched.
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+        """
+        ...
+
+    def holder(self, unique_key: str) -> str | None:
+        """Return the task id that holds ``unique_key``, or None when it is free.
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+        """
+        ...

@@ -1,0 +1,133 @@
+"""What the Redis lock store and the beat lock take from a Django cache that lives in Redis.
+
+A cache qualifies when it is Django's built-in ``django.core.cache.backends.redis.RedisCache`` or
+django-redis's ``django_redis.cache.RedisCache`` (subclasses included; not django-redis's
+``ShardClient``, which spreads keys over servers by its own hashing). The binding uses what the
+cache is configured with: its client (connection pool, socket timeouts, retry policy), its key
+function (``KEY_PREFIX``, ``VERSION``, ``KEY_FUNCTION``) and its serializer, so that the values
+written by the lock store are the ones ``cache.get()`` reads, as with django-celery-extensions.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+from django.core.cache.backends.redis import RedisCache
+from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError  # noqa: A004
+
+from .base import LockStoreUnavailableError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from django.core.cache.backends.base import BaseCache
+    from redis import Redis
+    from redis.cluster import RedisCluster
+
+__all__ = ["RedisBinding", "RedisClient", "redis_binding"]
+
+RedisClient: TypeAlias = "Redis | RedisCluster"
+"""A client of one Redis (the caches' own) or of a Redis Cluster."""
+
+#: What "Redis is unreachable" means: refused, reset or timed out connections (including
+#: authentication and loading errors), and writes refused by a replica after a failover.
+UNREACHABLE: Final = (ConnectionError, TimeoutError, ReadOnlyError)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisBinding:
+    """A Redis-backed Django cache, as the lock store and the beat lock use it."""
+
+    cache_name: str
+    """The alias of the cache in ``CACHES``, for error messages."""
+    client: RedisClient
+    """The cache's client, for writes (the first server of a replicated cache)."""
+    make_key: Callable[[str], str]
+    """The cache's ``make_key``: prefix, version and key function."""
+    encode: Callable[[str], bytes]
+    """The cache's serializer, for values written outside the cache API."""
+    decode: Callable[[bytes], Any]
+    """The inverse of :attr:`encode`."""
+
+    def key(self, key: str, *, beside: str | None = None) -> str:
+        """Return the Redis key of the cache key ``key``.
+
+        Args:
+            key: a key as the cache API takes it.
+            beside: another cache key; the returned key then carries a Redis Cluster hash tag
+                that puts it in the same hash slot as ``beside``'s Redis key, so that one script
+                can touch both on a cluster.
+        """
+        if beside is None:
+            return self.make_key(key)
+        return self.make_key(f"{key}{{{_hash_tag(self.make_key(beside))}}}")
+
+    @contextmanager
+    def guard(self, operation: str) -> Iterator[None]:
+        """Turn a Redis that cannot be reached into :class:`LockStoreUnavailableError`.
+
+        Args:
+            operation: what was being done, for the message ("take unique lock ...").
+
+        Raises:
+            LockStoreUnavailableError: the body raised one of :data:`UNREACHABLE`.
+        """
+        try:
+            yield
+        except UNREACHABLE as exc:
+            msg = f"cache {self.cache_name!r} could not {operation}: Redis is unreachable: {exc}"
+            raise LockStoreUnavailableError(msg) from exc
+
+
+def _hash_tag(redis_key: str) -> str:
+    """Return what Redis Cluster hashes of ``redis_key``: its first non-empty ``{...}``, or all."""
+    start = redis_key.find("{")
+    if start != -1:
+        end = redis_key.find("}", start + 1)
+        if end > start + 1:
+            return redis_key[start + 1 : end]
+    return redis_key
+
+
+def redis_binding(cache: BaseCache, cache_name: str) -> RedisBinding | None:
+    """Return the binding of a Redis-backed Django cache, or None for any other cache.
+
+    Opens no connection: the cache's client connects on its first command.
+
+    Args:
+        cache: the cache, ``caches[cache_name]``.
+        cache_name: its alias in ``CACHES``.
+    """
+    if isinstance(cache, RedisCache):
+        client = cache._cache  # noqa: SLF001 - Django's only way to the cache's own client
+        serializer = client._serializer  # type: ignore[attr-defined]  # noqa: SLF001 - same
+        return RedisBinding(
+            cache_name=cache_name,
+            client=client.get_client(write=True),
+            make_key=cache.make_key,
+            encode=serializer.dumps,
+            decode=serializer.loads,
+        )
+    return _django_redis_binding(cache, cache_name)
+
+
+def _django_redis_binding(cache: BaseCache, cache_name: str) -> RedisBinding | None:
+    try:
+        from django_redis.cache import (  # type: ignore[import-untyped]  # noqa: PLC0415 - optional
+            RedisCache as DjangoRedisCache,
+        )
+        from django_redis.client import ShardClient  # type: ignore[import-untyped]  # noqa: PLC0415
+    except ImportError:
+        return None
+    if not isinstance(cache, DjangoRedisCache) or isinstance(cache.client, ShardClient):
+        return None
+    client = cache.client
+    return RedisBinding(
+        cache_name=cache_name,
+        client=client.get_client(write=True),
+        make_key=cache.make_key,
+        encode=client.encode,
+        decode=client.decode,
+    )
