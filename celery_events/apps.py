@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celery import current_app
 from django.apps import AppConfig
+from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-from .config import settings
+from .config import SETTING_PREFIX, settings
+from .exporters import connect_exporters, disconnect_exporters
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .exporters import Exporter
 
 __all__ = ["CeleryEventsConfig"]
 
@@ -23,12 +30,15 @@ class CeleryEventsConfig(AppConfig):
     command_tasks: list[Any]
     """The tasks generated from management commands, kept for inspection."""
 
+    exporters: Sequence[Exporter] = ()
+    """The exporters the EXPORTERS setting switched on, connected to the signals."""
+
     def ready(self) -> None:
         """Connect what the settings switch on.
 
         Raises:
             django.core.exceptions.ImproperlyConfigured: a setting names a management command
-                that does not exist.
+                that does not exist, or an unknown exporter, or gives an exporter a bad option.
         """
         from . import checks  # noqa: F401, PLC0415 - registers the checks
         from .commands import generate_command_tasks  # noqa: PLC0415
@@ -38,3 +48,20 @@ class CeleryEventsConfig(AppConfig):
         self.command_tasks = generate_command_tasks(DjangoTask)
         if settings.CELERY_AUTODISCOVER:
             (app or current_app).autodiscover_tasks(force=True)
+        self._connect_exporters()
+        setting_changed.connect(self._on_setting_changed, dispatch_uid=f"{self.name}.exporters")
+
+        # Locks of messages a worker drops without running them to the end (celery_events.cleanup).
+        from .cleanup import connect_lock_cleanup  # noqa: PLC0415 - imports Celery's signals late
+
+        connect_lock_cleanup()
+
+    def _connect_exporters(self) -> None:
+        """Connect the exporters of the EXPORTERS setting in place of those connected before."""
+        disconnect_exporters(self.exporters)
+        self.exporters = ()
+        self.exporters = connect_exporters(settings.EXPORTERS)
+
+    def _on_setting_changed(self, *, setting: str, **_: Any) -> None:
+        if setting == f"{SETTING_PREFIX}EXPORTERS":
+            self._connect_exporters()

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,11 +15,12 @@ import pytest
 import redis
 from django.conf import settings
 
+from tests import exporter_worker
 from tests.celery_app import app
 from tests.tasks import EVENTS_KEY, add
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
 
 @pytest.fixture(name="redis_client", scope="session")
@@ -55,12 +57,22 @@ def _clean_cache(redis_client) -> Iterator[None]:
         redis_client.delete(*keys)
 
 
-@pytest.fixture(name="worker", scope="session")
-def fixture_worker(redis_client, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
-    """A real Celery worker, in its own process, consuming the "worker" queue from Redis."""
-    log = tmp_path_factory.mktemp("worker") / "worker.log"
+@contextmanager
+def running_worker(
+    log: Path,
+    queue: str,
+    *,
+    env: Mapping[str, str] | None = None,
+    worker_args: Sequence[str] = (),
+    publish_options: Mapping[str, Any] | None = None,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a real Celery worker, in its own process, consuming ``queue`` while the block runs.
+
+    ``env`` is added to the worker's environment and ``worker_args`` to its command line; the
+    block starts once the worker answered a call published with ``publish_options``.
+    """
     with log.open("wb") as output:
-        process = subprocess.Popen(
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             [
                 sys.executable,
                 "-m",
@@ -71,21 +83,24 @@ def fixture_worker(redis_client, tmp_path_factory) -> Iterator[subprocess.Popen[
                 "-P",
                 "solo",
                 "-Q",
-                "worker",
+                queue,
                 "-l",
                 "info",
                 "--without-heartbeat",
                 "--without-gossip",
                 "--without-mingle",
+                *worker_args,
             ],
             stdout=output,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+            env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **(env or {})},
             cwd=Path(__file__).parent.parent,
         )
     try:
         try:
-            add.apply_async_and_get_result(args=(1, 1), timeout=60)
+            add.apply_async_and_get_result(
+                args=(1, 1), timeout=60, queue=queue, **(publish_options or {})
+            )
         except Exception:  # noqa: BLE001 - any failure to start is reported with the log
             pytest.fail(f"the worker did not start:\n{log.read_text()}")
         yield process
@@ -95,6 +110,25 @@ def fixture_worker(redis_client, tmp_path_factory) -> Iterator[subprocess.Popen[
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(name="worker", scope="session")
+def fixture_worker(redis_client, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Celery worker, in its own process, consuming the "worker" queue from Redis."""
+    with running_worker(tmp_path_factory.mktemp("worker") / "worker.log", "worker") as process:
+        yield process
+
+
+@pytest.fixture(name="exporters_worker", scope="session")
+def fixture_exporters_worker(redis_client, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
+    """A real worker with both exporters on, consuming the "exporters" queue from Redis."""
+    with running_worker(
+        tmp_path_factory.mktemp("exporters-worker") / "worker.log",
+        exporter_worker.QUEUE,
+        env=exporter_worker.WORKER_ENV,
+        worker_args=exporter_worker.WORKER_ARGS,
+    ) as process:
+        yield process
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:

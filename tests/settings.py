@@ -1,5 +1,6 @@
 """Django settings of the test suite: PostgreSQL, Redis cache and broker, own key prefix."""
 
+import json
 import os
 
 from tests.services import key_prefix, redis_url
@@ -37,7 +38,8 @@ CACHES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CELERY_BROKER_URL = REDIS_URL
+# RabbitMQ for the worker of the exporters' amqp test (tests/test_exporter_opentelemetry.py).
+CELERY_BROKER_URL = os.environ.get("CELERY_EVENTS_TEST_BROKER_URL", REDIS_URL)
 CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
@@ -54,3 +56,7 @@ CELERY_TASK_ROUTES = {
     "tests.tasks.*": {"queue": "worker"},
     "command.*": {"queue": "worker"},
 }
+# Off, as by default, except in the exporters' workers (tests/exporter_worker.py).
+DJANGO_CELERY_EXTENSIONS_EXPORTERS = json.loads(
+    os.environ.get("CELERY_EVENTS_TEST_EXPORTERS", "[]")
+)

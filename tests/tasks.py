@@ -7,14 +7,21 @@ so that tests in the calling process can read what the worker saw.
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
+from signal import SIGKILL
 from typing import Any, ClassVar
 
 import redis
+import structlog
+from celery.exceptions import Ignore
 from celery.signals import worker_init
 from django.conf import settings
+from opentelemetry import trace
 
 from celery_events import signals
+from celery_events.headers import UNIQUE_KEY_HEADER, read_header
+from celery_events.locks import get_lock_store
 from celery_events.task import DjangoTask
 from tests.celery_app import app
 
@@ -163,3 +170,108 @@ def record_events(**_: Any) -> None:
     """In a worker process, record every event of the bus in Redis for the tests to read."""
     for signal in signals.ALL_SIGNALS:
         signal.connect(_record(signal.name), weak=False)
+
+
+# Tasks of the exporters' tests (tests/test_exporter_*.py).
+
+
+@app.task()
+def logs_with_structlog(message: str) -> dict[str, Any]:
+    """Log ``message`` through structlog; return the structlog context the task ran in."""
+    structlog.get_logger("tests").info(message)
+    return structlog.contextvars.get_contextvars()
+
+
+@app.task()
+def raises_ignore() -> None:
+    """End the attempt with Celery's Ignore: no end event of the bus follows its start."""
+    raise Ignore
+
+
+@app.task()
+def current_span_id() -> str:
+    """Return the id of the OpenTelemetry span current while the task runs, in hex."""
+    return format(trace.get_current_span().get_span_context().span_id, "016x")
+
+
+# Tasks of the lock tests (tests/test_lock*.py, tests/test_cleanup.py).
+
+LOCKS_HOLDING_KEY = f"{settings.KEY_PREFIX}locks-holding:"
+
+
+def _record_holding(task: Any, name: str) -> None:
+    """Record whether the running attempt's task id holds the unique lock its message carries."""
+    holder = get_lock_store().holder(read_header(task.request, UNIQUE_KEY_HEADER))
+    _redis().rpush(LOCKS_HOLDING_KEY + name, json.dumps(holder == task.request.id))
+
+
+def attempts_holding(name: str) -> list[bool]:
+    """Whether each attempt of the ``locks_*_retry`` call ``name`` held its own lock, in order."""
+    return [json.loads(raw) for raw in _redis().lrange(LOCKS_HOLDING_KEY + name, 0, -1)]
+
+
+@app.task(unique=True, stale_time_limit=60)
+def locks_unique(x: str) -> str:
+    return x
+
+
+@app.task(unique=True, stale_time_limit=60)
+def locks_unique_pair(first: str, second: str) -> str:
+    return first + second
+
+
+@app.task(unique=True, stale_time_limit=60)
+def locks_gated(gate: str) -> str:
+    _wait_for_gate(gate)
+    return gate
+
+
+@app.task()
+def locks_plain(x: str) -> str:
+    return x
+
+
+@app.task(ignore_task_after_success=True, ignore_task_timedelta=timedelta(seconds=2))
+def locks_ignored_briefly(x: str) -> str:
+    return x
+
+
+@app.task(
+    bind=True,
+    unique=True,
+    stale_time_limit=60,
+    autoretry_for=(FlakyError,),
+    default_retry_delays=(0.1, 0.1),
+)
+def locks_autoretry(self: Any, name: str, fail_times: int) -> int:
+    _record_holding(self, name)
+    if self.request.retries < fail_times:
+        msg = f"attempt {self.request.retries} fails"
+        raise FlakyError(msg)
+    return int(self.request.retries)
+
+
+@app.task(bind=True, unique=True, stale_time_limit=60)
+def locks_manual_retry(self: Any, name: str, fail_times: int) -> int:
+    _record_holding(self, name)
+    if self.request.retries < fail_times:
+        raise self.retry(exc=FlakyError("manual"), countdown=0.1, max_retries=2)
+    return int(self.request.retries)
+
+
+@app.task(bind=True, unique=True, stale_time_limit=60)
+def locks_requeues_itself(self: Any, x: str) -> str | None:
+    """Call itself again with the same argument; return the task id that call got."""
+    return str(self.apply_async(args=(x,)).id)
+
+
+@app.task(unique=True, stale_time_limit=60)
+def locks_kills_its_process(x: str) -> None:
+    """Kill the pool process running it: only ever call it on a prefork worker's queue."""
+    os.kill(os.getpid(), SIGKILL)
+
+
+@app.task(unique=True, stale_time_limit=60, time_limit=1)
+def locks_outlives_time_limit(x: str) -> None:
+    """Wait past its hard time limit: only ever call it on a prefork worker's queue."""
+    _wait_for_gate(f"never-opened-{x}")

@@ -1,0 +1,359 @@
+"""The OpenTelemetry exporter: a trace for every task call, joined across processes, and metrics.
+
+A call is a PRODUCER span from apply to its outcome (triggered, unique or ignored), so an
+on-commit call shows its wait for the commit. When it triggers, its W3C trace context is written
+into the message headers; each attempt where the task runs is a CONSUMER span whose parent is the
+producer span (or which links to it, with ``link_to_producer``). A retry is a span event, a
+failure an exception with ERROR status, and a caller's wait that times out an ERROR span on the
+caller's trace. Only opentelemetry-api is used: without an SDK configured, nothing is recorded.
+The names are in :mod:`celery_events.exporters.semconv` and ``docs/exporters.md``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from celery import signals as celery_signals
+from celery import states
+from opentelemetry import context, metrics, propagate, trace
+from opentelemetry.propagators.textmap import Getter
+from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+
+from celery_events import signals
+from celery_events.__about__ import __version__
+from celery_events.headers import read_header
+
+from . import semconv
+from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from contextvars import Token
+    from datetime import datetime
+
+    from celery import Task
+    from celery.app.task import Context as Request
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from opentelemetry.trace import Span
+    from opentelemetry.util.types import AnyValue, Attributes
+
+__all__ = ["OpenTelemetryExporter", "format_span_tree"]
+
+
+class _RequestHeaders(Getter["Request"]):
+    """Reads trace context from the running task's message headers (``task.request``)."""
+
+    def get(self, carrier: Request, key: str) -> list[str] | None:
+        value = read_header(carrier, key)
+        return None if value is None else [str(value)]
+
+    def keys(self, carrier: Request) -> list[str]:
+        return list(carrier.headers or ())
+
+
+_REQUEST_HEADERS = _RequestHeaders()
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    span: Span
+    token: Token[Context]
+    start: float
+
+
+class OpenTelemetryExporter(SignalExporter):
+    """Traces every task call and attempt, and counts calls and times attempts.
+
+    Args:
+        link_to_producer: start each attempt's CONSUMER span in a trace of its own, linked to
+            the call's PRODUCER span, instead of as its child.
+        max_in_flight: how many calls (from apply to outcome) and how many running attempts are
+            followed at once, each; past it the oldest is dropped and its span never ends.
+
+    Raises:
+        django.core.exceptions.ImproperlyConfigured: an option has a bad value.
+    """
+
+    name = "opentelemetry"
+
+    def __init__(
+        self, *, link_to_producer: bool = False, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    ) -> None:
+        check_option(
+            self.name,
+            "link_to_producer",
+            link_to_producer,
+            valid=isinstance(link_to_producer, bool),
+            expected="a bool",
+        )
+        self._link_to_producer = link_to_producer
+        self._calls = self.in_flight(max_in_flight)
+        self._attempts = self.in_flight(max_in_flight)
+        # Proxies until the application sets its providers, then the real thing: getting them
+        # here, once, is right even when the SDK is configured after Django started.
+        self._tracer = trace.get_tracer(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
+        meter = metrics.get_meter(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
+        self._invocations = meter.create_counter(
+            semconv.INVOCATIONS_METRIC,
+            unit="{invocation}",
+            description="Task calls, by task name and outcome (triggered, unique or ignored).",
+        )
+        self._durations = meter.create_histogram(
+            semconv.TASK_DURATION_METRIC,
+            unit="s",
+            description="Run time of task attempts, by task name and final state.",
+            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
+        )
+        self.receivers = {
+            signals.invocation_apply: self._applied,
+            signals.invocation_trigger: partial(self._outcome, semconv.TRIGGERED),
+            signals.invocation_unique: partial(self._outcome, semconv.UNIQUE),
+            signals.invocation_ignored: partial(self._outcome, semconv.IGNORED),
+            signals.invocation_timeout: self._timed_out,
+            signals.task_start: self._started,
+            signals.task_retry: self._retrying,
+            signals.task_failure: self._failed,
+            signals.task_success: self._succeeded,
+            celery_signals.task_postrun: self._postrun,
+        }
+
+    # The caller's side: one PRODUCER span per call.
+
+    def _applied(
+        self, task: Task[Any, Any], *, invocation_id: str, options: Mapping[str, Any], **_: Any
+    ) -> None:
+        operation = semconv.APPLY_ASYNC if options["is_async"] else semconv.APPLY
+        span = self._tracer.start_span(
+            f"{operation} {task.name}",
+            kind=SpanKind.PRODUCER,
+            attributes={
+                semconv.MESSAGING_SYSTEM: semconv.CELERY,
+                semconv.MESSAGING_OPERATION_TYPE: semconv.SEND,
+                semconv.MESSAGING_OPERATION_NAME: operation,
+                semconv.MESSAGING_DESTINATION_NAME: options["queue"],
+                semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
+                semconv.TASK_NAME: task.name,
+                semconv.INVOCATION_ON_COMMIT: options["is_on_commit"],
+            },
+        )
+        self._calls.add(invocation_id, span)
+
+    def _outcome(
+        self,
+        outcome: str,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str | None,
+        options: Mapping[str, Any],
+        **_: Any,
+    ) -> None:
+        self._invocations.add(
+            1, {semconv.TASK_NAME: task.name, semconv.INVOCATION_OUTCOME: outcome}
+        )
+        span = self._calls.pop(invocation_id)
+        if span is None:
+            return
+        span.set_attribute(semconv.INVOCATION_OUTCOME, outcome)
+        if task_id is not None:
+            span.set_attribute(semconv.MESSAGING_MESSAGE_ID, task_id)
+        headers = options.get("headers")
+        if headers is not None:
+            # Published with the message when the call triggers; read back by a timeout.
+            propagate.inject(headers, context=trace.set_span_in_context(span))
+        span.end()
+
+    def _timed_out(
+        self,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str | None,
+        ex: BaseException,
+        options: Mapping[str, Any],
+        **_: Any,
+    ) -> None:
+        attributes: dict[str, AnyValue] = {
+            semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
+            semconv.TASK_NAME: task.name,
+        }
+        if task_id is not None:
+            attributes[semconv.MESSAGING_MESSAGE_ID] = task_id
+        span = self._tracer.start_span(
+            f"{semconv.GET} {task.name}",
+            context=propagate.extract(options.get("headers") or {}),
+            kind=SpanKind.INTERNAL,
+            attributes=attributes,
+        )
+        _record_error(span, ex)
+        span.end()
+
+    # Where the task runs: one CONSUMER span per attempt.
+
+    def _started(self, task: Task[Any, Any], *, invocation_id: str, task_id: str, **_: Any) -> None:
+        request = task.request
+        carried = propagate.extract(request, getter=_REQUEST_HEADERS)
+        parent = carried
+        links: tuple[Link, ...] = ()
+        if self._link_to_producer:
+            producer = trace.get_current_span(carried).get_span_context()
+            parent = trace.set_span_in_context(trace.INVALID_SPAN, carried)
+            links = (Link(producer),) if producer.is_valid else ()
+        attributes: dict[str, AnyValue] = {
+            semconv.MESSAGING_SYSTEM: semconv.CELERY,
+            semconv.MESSAGING_OPERATION_TYPE: semconv.PROCESS,
+            semconv.MESSAGING_OPERATION_NAME: semconv.RUN,
+            semconv.MESSAGING_MESSAGE_ID: task_id,
+            semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
+            semconv.TASK_NAME: task.name,
+            semconv.TASK_RETRIES: request.retries,
+        }
+        queue = (request.delivery_info or {}).get("routing_key")
+        if queue:  # None when eager: no queue is involved
+            attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
+        span = self._tracer.start_span(
+            f"{semconv.RUN} {task.name}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+            links=links,
+        )
+        token = context.attach(trace.set_span_in_context(span, carried))
+        self._attempts.add((task_id, request.retries), _Attempt(span, token, time.perf_counter()))
+
+    def _retrying(
+        self,
+        task: Task[Any, Any],
+        *,
+        task_id: str,
+        exc: BaseException | None,
+        eta: datetime,
+        **_: Any,
+    ) -> None:
+        retry: dict[str, AnyValue] = {semconv.RETRY_ETA: eta.isoformat()}
+        if exc is not None:
+            retry[semconv.EXCEPTION_TYPE] = _type_name(exc)
+            retry[semconv.EXCEPTION_MESSAGE] = str(exc)
+        self._end_attempt(task, task_id, states.RETRY, retry=retry)
+
+    def _failed(self, task: Task[Any, Any], *, task_id: str, exc: BaseException, **_: Any) -> None:
+        self._end_attempt(task, task_id, states.FAILURE, exc=exc)
+
+    def _succeeded(self, task: Task[Any, Any], *, task_id: str, **_: Any) -> None:
+        self._end_attempt(task, task_id, states.SUCCESS)
+
+    def _postrun(self, *, task: Task[Any, Any], task_id: str, state: str | None, **_: Any) -> None:
+        """End the span of an attempt that sent no end event: it raised Ignore or Reject."""
+        self._end_attempt(task, task_id, str(state))
+
+    def _end_attempt(
+        self,
+        task: Task[Any, Any],
+        task_id: str,
+        state: str,
+        *,
+        retry: Attributes = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        attempt = self._attempts.pop((task_id, task.request.retries))
+        if attempt is None:
+            return
+        span = attempt.span
+        if retry is not None:
+            span.add_event(semconv.RETRY_EVENT, retry)
+        if exc is not None:
+            _record_error(span, exc)
+        span.set_attribute(semconv.TASK_STATE, state)
+        span.end()
+        context.detach(attempt.token)
+        self._durations.record(
+            time.perf_counter() - attempt.start,
+            {semconv.TASK_NAME: task.name, semconv.TASK_STATE: state},
+        )
+
+
+def _type_name(exc: BaseException) -> str:
+    """Return the exception's class as ``module.QualName`` (only the name for built-ins)."""
+    cls = type(exc)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+def _record_error(span: Span, exc: BaseException) -> None:
+    error_type = _type_name(exc)
+    span.record_exception(exc)
+    span.set_attribute(semconv.ERROR_TYPE, error_type)
+    span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
+
+
+# Reading the spans back.
+
+
+def format_span_tree(spans: Iterable[ReadableSpan]) -> str:
+    """Draw finished spans as a tree of parents and children, one line per span.
+
+    Each line shows the span's name, kind and duration, and what celery-events recorded: the
+    call's outcome, the attempt's retries and state, retries, errors and links. Spans whose
+    parent is not among ``spans`` start trees of their own; siblings are in start order.
+
+    Args:
+        spans: finished spans, e.g. ``InMemorySpanExporter().get_finished_spans()``.
+
+    Returns:
+        The tree, lines joined by newlines; empty for no spans.
+    """
+    ordered = sorted(spans, key=lambda span: span.start_time or 0)
+    names = {span.context.span_id: span.name for span in ordered}
+    children: defaultdict[int | None, list[ReadableSpan]] = defaultdict(list)
+    for span in ordered:
+        parent_id = span.parent.span_id if span.parent is not None else None
+        children[parent_id if parent_id in names else None].append(span)
+    lines: list[str] = []
+
+    def draw(span: ReadableSpan, lead: str, indent: str) -> None:
+        lines.append(lead + _describe(span, names))
+        below = children[span.context.span_id]
+        for index, child in enumerate(below):
+            last = index == len(below) - 1
+            draw(
+                child, indent + ("└── " if last else "├── "), indent + ("    " if last else "│   ")
+            )
+
+    for root in children[None]:
+        draw(root, "", "")
+    return "\n".join(lines)
+
+
+def _describe(span: ReadableSpan, names: Mapping[int, str]) -> str:
+    attributes = span.attributes or {}
+    duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
+    parts = [span.name, span.kind.name, f"{duration_ms:.1f} ms"]
+    if semconv.INVOCATION_OUTCOME in attributes:
+        parts.append(str(attributes[semconv.INVOCATION_OUTCOME]))
+    if semconv.TASK_STATE in attributes:
+        retries = attributes.get(semconv.TASK_RETRIES)
+        parts.append(f"{attributes[semconv.TASK_STATE]!s} (retries={retries!s})")
+    parts.extend(_retry(event) for event in span.events if event.name == semconv.RETRY_EVENT)
+    if span.status.status_code is StatusCode.ERROR:
+        parts.append(f"ERROR {span.status.description or attributes.get(semconv.ERROR_TYPE)}")
+    parts.extend(
+        f"linked to {names[link.context.span_id]}"
+        for link in span.links
+        if link.context.span_id in names
+    )
+    return " · ".join(parts)
+
+
+def _retry(event: Event) -> str:
+    attributes = event.attributes or {}
+    text = f"retry at {attributes.get(semconv.RETRY_ETA)!s}"
+    if semconv.EXCEPTION_TYPE in attributes:
+        error = attributes[semconv.EXCEPTION_TYPE]
+        text += f" after {error!s}: {attributes.get(semconv.EXCEPTION_MESSAGE)!s}"
+    return text

@@ -1,0 +1,115 @@
+"""The names the OpenTelemetry exporter writes: attribute keys and values, span, event and metrics.
+
+Keys of the OpenTelemetry semantic conventions (messaging conventions 1.27, error and exception
+conventions) are named here once, as the conventions spell them; so are celery-events' own keys,
+under ``celery_events.``. Only opentelemetry-api is a dependency, so the keys are not imported
+from opentelemetry-semantic-conventions.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "APPLY",
+    "APPLY_ASYNC",
+    "CELERY",
+    "DURATION_BUCKETS",
+    "ERROR_TYPE",
+    "EXCEPTION_MESSAGE",
+    "EXCEPTION_TYPE",
+    "GET",
+    "IGNORED",
+    "INVOCATIONS_METRIC",
+    "INVOCATION_ON_COMMIT",
+    "INVOCATION_OUTCOME",
+    "MESSAGING_DESTINATION_NAME",
+    "MESSAGING_MESSAGE_CONVERSATION_ID",
+    "MESSAGING_MESSAGE_ID",
+    "MESSAGING_OPERATION_NAME",
+    "MESSAGING_OPERATION_TYPE",
+    "MESSAGING_SYSTEM",
+    "PROCESS",
+    "RETRY_ETA",
+    "RETRY_EVENT",
+    "RUN",
+    "SCHEMA_URL",
+    "SCOPE",
+    "SEND",
+    "TASK_DURATION_METRIC",
+    "TASK_NAME",
+    "TASK_RETRIES",
+    "TASK_STATE",
+    "TRIGGERED",
+    "UNIQUE",
+]
+
+SCOPE: Final = "celery_events"
+"""The instrumentation scope of the tracer and the meter."""
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.27.0"
+"""The semantic conventions version the names below follow."""
+
+# Semantic conventions: messaging.
+MESSAGING_SYSTEM: Final = "messaging.system"
+MESSAGING_OPERATION_TYPE: Final = "messaging.operation.type"
+MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
+MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
+MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
+MESSAGING_MESSAGE_CONVERSATION_ID: Final = "messaging.message.conversation_id"
+
+# Semantic conventions: errors and exceptions.
+ERROR_TYPE: Final = "error.type"
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+
+# celery-events' own keys.
+TASK_NAME: Final = "celery_events.task.name"
+"""The task's registered name, on every span and metric point."""
+TASK_RETRIES: Final = "celery_events.task.retries"
+"""How many times the task had been retried before this attempt (0 for the first)."""
+TASK_STATE: Final = "celery_events.task.state"
+"""How an attempt ended: Celery's state name, SUCCESS, FAILURE or RETRY."""
+INVOCATION_OUTCOME: Final = "celery_events.invocation.outcome"
+"""What became of a call: :data:`TRIGGERED`, :data:`UNIQUE` or :data:`IGNORED`."""
+INVOCATION_ON_COMMIT: Final = "celery_events.invocation.on_commit"
+"""True for a call that waited for its transaction to commit (``apply_async_on_commit``)."""
+RETRY_ETA: Final = "celery_events.retry.eta"
+"""When the next attempt is due (ISO 8601), on the :data:`RETRY_EVENT` span event."""
+
+# Values.
+CELERY: Final = "celery"
+"""The ``messaging.system``: Celery is the client; the broker behind it is Celery's business."""
+SEND: Final = "send"
+PROCESS: Final = "process"
+APPLY_ASYNC: Final = "apply_async"
+APPLY: Final = "apply"
+RUN: Final = "run"
+GET: Final = "get"
+TRIGGERED: Final = "triggered"
+UNIQUE: Final = "unique"
+IGNORED: Final = "ignored"
+
+RETRY_EVENT: Final = "retry"
+"""The span event of an attempt that will be retried."""
+
+# Metrics.
+INVOCATIONS_METRIC: Final = "celery_events.invocations"
+"""Counter of task calls, by :data:`TASK_NAME` and :data:`INVOCATION_OUTCOME`."""
+TASK_DURATION_METRIC: Final = "celery_events.task.duration"
+"""Histogram of attempt run times in seconds, by :data:`TASK_NAME` and :data:`TASK_STATE`."""
+DURATION_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+"""The histogram's bucket boundaries (seconds), given as advice to the SDK."""

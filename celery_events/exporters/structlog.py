@@ -1,0 +1,270 @@
+"""The structlog exporter: a log line for every event of a task call, and its ids while it runs.
+
+Every line carries ``invocation_id``, ``task_id`` (None where the event has no task) and
+``task_name``, plus what its event knows; the event names and keys are listed in
+``docs/exporters.md``. While an attempt runs, ``invocation_id`` and ``task_id`` are bound in
+structlog's contextvars, so the task's own log lines carry them; when it ends they are reset to
+what they were, and other context keys are never touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
+
+import structlog
+from celery import signals as celery_signals
+
+from celery_events import signals
+
+from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
+
+if TYPE_CHECKING:
+    from contextvars import Token
+    from datetime import datetime
+
+    from celery import Task
+
+__all__ = ["DEFAULT_LEVELS", "EVENT_NAMES", "LEVEL_NAMES", "StructlogExporter"]
+
+EVENT_NAMES: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        signals.invocation_apply.name: "invocation_applied",
+        signals.invocation_trigger.name: "invocation_triggered",
+        signals.invocation_unique.name: "invocation_deduplicated",
+        signals.invocation_ignored.name: "invocation_ignored",
+        signals.invocation_timeout.name: "invocation_timed_out",
+        signals.task_start.name: "task_started",
+        signals.task_retry.name: "task_retrying",
+        signals.task_failure.name: "task_failed",
+        signals.task_success.name: "task_succeeded",
+    }
+)
+"""The log event name of each signal."""
+
+LEVEL_NAMES: Final = ("debug", "info", "warning", "error", "critical")
+"""The levels an event can be logged at (option ``levels``)."""
+
+DEFAULT_LEVELS: Final[Mapping[str, str]] = MappingProxyType(
+    {
+        **dict.fromkeys(EVENT_NAMES.values(), "info"),
+        "task_retrying": "warning",
+        "task_failed": "error",
+    }
+)
+"""The level of each log event unless the ``levels`` option says otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    start: float
+    tokens: Mapping[str, Token[Any]]
+
+
+class StructlogExporter(SignalExporter):
+    """Logs every event of the bus on the structlog logger ``celery_events``.
+
+    Args:
+        levels: log levels by event name, overriding :data:`DEFAULT_LEVELS` (e.g.
+            ``{"task_retrying": "info"}``).
+        log_args: also log the task's ``args`` and ``kwargs`` (on ``invocation_applied`` and
+            ``task_started``); off by default, as they may hold personal data.
+        max_in_flight: how many running attempts are followed at once (their start time and
+            context tokens); past it the oldest is forgotten.
+
+    Raises:
+        django.core.exceptions.ImproperlyConfigured: an option has a bad value.
+    """
+
+    name = "structlog"
+
+    def __init__(
+        self,
+        *,
+        levels: Mapping[str, str] | None = None,
+        log_args: bool = False,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        check_option(
+            self.name,
+            "levels",
+            levels,
+            valid=levels is None
+            or (
+                isinstance(levels, Mapping)
+                and all(event in DEFAULT_LEVELS for event in levels)
+                and all(level in LEVEL_NAMES for level in levels.values())
+            ),
+            expected=(
+                f"a dict of event name ({', '.join(DEFAULT_LEVELS)}) -> level "
+                f"({', '.join(LEVEL_NAMES)})"
+            ),
+        )
+        check_option(
+            self.name, "log_args", log_args, valid=isinstance(log_args, bool), expected="a bool"
+        )
+        self._levels = {**DEFAULT_LEVELS, **(levels or {})}
+        self._log_args = log_args
+        self._attempts = self.in_flight(max_in_flight)
+        # The lazy proxy binds at each use, so that structlog configured after Django started
+        # (as projects often do) is the configuration these lines go through.
+        self._logger = structlog.get_logger("celery_events")
+        self.receivers = {
+            signals.invocation_apply: self._applied,
+            signals.invocation_trigger: self._triggered,
+            signals.invocation_unique: partial(self._invocation, "invocation_deduplicated"),
+            signals.invocation_ignored: partial(self._invocation, "invocation_ignored"),
+            signals.invocation_timeout: partial(self._invocation, "invocation_timed_out"),
+            signals.task_start: self._started,
+            signals.task_retry: self._retrying,
+            signals.task_failure: self._failed,
+            signals.task_success: self._succeeded,
+            celery_signals.task_postrun: self._postrun,
+        }
+
+    # The caller's side.
+
+    def _applied(
+        self,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        args: Any,
+        kwargs: Any,
+        options: Mapping[str, Any],
+        **_: Any,
+    ) -> None:
+        fields = _call_fields(task, invocation_id, None, options)
+        fields["is_on_commit"] = options["is_on_commit"]
+        if self._log_args:
+            fields.update(args=args, kwargs=kwargs)
+        self._log("invocation_applied", fields)
+
+    def _triggered(
+        self,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str,
+        options: Mapping[str, Any],
+        **_: Any,
+    ) -> None:
+        fields = _call_fields(task, invocation_id, task_id, options)
+        fields["eta"] = _isoformat(options["eta"])
+        self._log("invocation_triggered", fields)
+
+    def _invocation(
+        self,
+        event: str,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str | None,
+        options: Mapping[str, Any],
+        **_: Any,
+    ) -> None:
+        self._log(event, _call_fields(task, invocation_id, task_id, options))
+
+    # Where the task runs.
+
+    def _started(
+        self,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str,
+        args: Any,
+        kwargs: Any,
+        **_: Any,
+    ) -> None:
+        tokens = structlog.contextvars.bind_contextvars(
+            invocation_id=invocation_id, task_id=task_id
+        )
+        self._attempts.add((task_id, task.request.retries), _Attempt(time.perf_counter(), tokens))
+        fields = _attempt_fields(task, invocation_id, task_id)
+        if self._log_args:
+            fields.update(args=args, kwargs=kwargs)
+        self._log("task_started", fields)
+
+    def _retrying(
+        self,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str,
+        exc: BaseException | None,
+        eta: datetime,
+        **_: Any,
+    ) -> None:
+        self._ended(
+            "task_retrying", task, invocation_id, task_id, eta=_isoformat(eta), error=repr(exc)
+        )
+
+    def _failed(
+        self,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str,
+        exc: BaseException,
+        **_: Any,
+    ) -> None:
+        self._ended("task_failed", task, invocation_id, task_id, exc_info=exc)
+
+    def _succeeded(
+        self, task: Task[Any, Any], *, invocation_id: str, task_id: str, **_: Any
+    ) -> None:
+        self._ended("task_succeeded", task, invocation_id, task_id)
+
+    def _ended(
+        self, event: str, task: Task[Any, Any], invocation_id: str, task_id: str, **extra: Any
+    ) -> None:
+        """Log the end of an attempt with its duration, then reset the context it bound."""
+        attempt = self._attempts.pop((task_id, task.request.retries))
+        fields = _attempt_fields(task, invocation_id, task_id)
+        fields["duration_ms"] = (
+            None if attempt is None else round((time.perf_counter() - attempt.start) * 1000, 3)
+        )
+        fields.update(extra)
+        self._log(event, fields)
+        if attempt is not None:
+            structlog.contextvars.reset_contextvars(**attempt.tokens)
+
+    def _postrun(self, *, task: Task[Any, Any], task_id: str, **_: Any) -> None:
+        """Reset the context of an attempt that sent no end event: it raised Ignore or Reject."""
+        attempt = self._attempts.pop((task_id, task.request.retries))
+        if attempt is not None:
+            structlog.contextvars.reset_contextvars(**attempt.tokens)
+
+    def _log(self, event: str, fields: dict[str, Any]) -> None:
+        getattr(self._logger, self._levels[event])(event, **fields)
+
+
+def _call_fields(
+    task: Task[Any, Any], invocation_id: str, task_id: str | None, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    return {
+        "invocation_id": invocation_id,
+        "task_id": task_id,
+        "task_name": task.name,
+        "queue": options["queue"],
+    }
+
+
+def _attempt_fields(task: Task[Any, Any], invocation_id: str, task_id: str) -> dict[str, Any]:
+    request = task.request
+    return {
+        "invocation_id": invocation_id,
+        "task_id": task_id,
+        "task_name": task.name,
+        "queue": (request.delivery_info or {}).get("routing_key"),
+        "retries": request.retries,
+    }
+
+
+def _isoformat(when: datetime | None) -> str | None:
+    return None if when is None else when.isoformat()

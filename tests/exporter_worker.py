@@ -1,0 +1,96 @@
+"""A worker with both exporters on, whose spans and log lines the tests read back from Redis.
+
+A worker started with :data:`WORKER_ENV` and :data:`WORKER_ARGS` (the ``exporters_worker``
+fixture) imports this module. When it starts, it sends its finished spans (as the SDK's JSON)
+and its structlog lines (as JSON, contextvars merged, tracebacks formatted) to Redis lists of
+this session's prefix, where :func:`read_spans` and :func:`read_log_lines` find them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import redis
+import structlog
+from celery.signals import worker_init
+from django.conf import settings
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+
+from celery_events.exporters.semconv import MESSAGING_MESSAGE_CONVERSATION_ID
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from opentelemetry.sdk.trace import ReadableSpan
+    from structlog.typing import EventDict, WrappedLogger
+
+QUEUE = "exporters"
+"""The queue the exporters worker consumes; tests publish to it explicitly."""
+EXPORTERS_ENV_VAR = "CELERY_EVENTS_TEST_EXPORTERS"
+WORKER_ENV = {EXPORTERS_ENV_VAR: json.dumps(["structlog", "opentelemetry"])}
+"""The environment that switches both exporters on in the worker (tests/settings.py reads it)."""
+WORKER_ARGS = ("-I", __name__, "-n", f"exporters-{settings.KEY_PREFIX.rstrip(':')}@%h")
+"""The worker's command-line arguments: import this module; a node name of this session's own
+(on RabbitMQ, two workers of one name cannot both declare their remote-control queue)."""
+
+SPANS_KEY = f"{settings.KEY_PREFIX}exporter-spans"
+LOG_KEY = f"{settings.KEY_PREFIX}exporter-log"
+
+
+def _redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.REDIS_URL)
+
+
+class RedisSpanExporter(SpanExporter):
+    """Pushes each finished span, as the SDK's JSON, to the Redis list ``SPANS_KEY``."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        _redis().rpush(SPANS_KEY, *(span.to_json(indent=None) for span in spans))
+        return SpanExportResult.SUCCESS
+
+
+def _push_log_line(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> NoReturn:
+    # With the level under "log_level", as structlog.testing.capture_logs() shows lines.
+    _redis().rpush(LOG_KEY, json.dumps({**event_dict, "log_level": method_name}, default=str))
+    raise structlog.DropEvent
+
+
+@worker_init.connect
+def send_spans_and_log_lines_to_redis(**_: Any) -> None:
+    """In a worker with exporters on: spans to ``SPANS_KEY``, structlog lines to ``LOG_KEY``.
+
+    Any other worker that imports this module (one started in the tests' own process, say) is
+    left alone.
+    """
+    if EXPORTERS_ENV_VAR not in os.environ:
+        return
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(RedisSpanExporter()))
+    trace.set_tracer_provider(provider)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.format_exc_info,
+            _push_log_line,
+        ]
+    )
+
+
+def read_spans(client: redis.Redis, invocation_id: str) -> list[dict[str, Any]]:
+    """Return the worker's finished spans of one call, as the SDK's JSON, in end order."""
+    spans = (json.loads(raw) for raw in client.lrange(SPANS_KEY, 0, -1))
+    return [
+        span
+        for span in spans
+        if span["attributes"].get(MESSAGING_MESSAGE_CONVERSATION_ID) == invocation_id
+    ]
+
+
+def read_log_lines(client: redis.Redis, task_id: str) -> list[dict[str, Any]]:
+    """Return the worker's structlog lines bound to, or about, one task id, in order."""
+    lines = (json.loads(raw) for raw in client.lrange(LOG_KEY, 0, -1))
+    return [line for line in lines if line.get("task_id") == task_id]

@@ -1,0 +1,373 @@
+"""The structlog exporter: the exact log lines of each outcome, levels, args, bound context."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+import structlog
+from celery.exceptions import TimeoutError
+from django.apps import apps
+from django.test import override_settings
+from django.utils import timezone
+
+from tests import exporter_worker, tasks
+from tests.conftest import wait_for
+from tests.matchers import DURATION_MS, ISO_DATETIME, Traceback
+
+
+def _call(event, level, result, task, *, task_id, queue, **extra):
+    return {
+        "event": event,
+        "log_level": level,
+        "invocation_id": result.invocation_id,
+        "task_id": task_id,
+        "task_name": task.name,
+        "queue": queue,
+        **extra,
+    }
+
+
+def _attempt(event, level, result, task, *, retries, queue=None, **extra):
+    return _call(
+        event, level, result, task, task_id=result.task_id, queue=queue, retries=retries, **extra
+    )
+
+
+@pytest.fixture(name="exporter")
+def fixture_exporter():
+    """The structlog exporter, switched on by the setting for the test."""
+    with override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS=["structlog"]):
+        yield apps.get_app_config("celery_events").exporters[0]
+
+
+@pytest.fixture(name="lines")
+def fixture_lines(exporter):
+    """The structlog lines logged while the test runs, as ``capture_logs`` sees them."""
+    with structlog.testing.capture_logs() as lines:
+        yield lines
+
+
+class TestCaller:
+    def test_triggered_call_logs_applied_then_triggered(self, lines):
+        result = tasks.caller_plain.apply_async(args=(1,))
+
+        task = tasks.caller_plain
+        assert lines == [
+            _call(
+                "invocation_applied",
+                "info",
+                result,
+                task,
+                task_id=None,
+                queue="caller-only",
+                is_on_commit=False,
+            ),
+            _call(
+                "invocation_triggered",
+                "info",
+                result,
+                task,
+                task_id=result.task_id,
+                queue="caller-only",
+                eta=None,
+            ),
+        ]
+
+    def test_triggered_call_with_countdown_logs_its_eta(self, lines):
+        before = timezone.now()
+        tasks.caller_plain.apply_async(args=(1,), countdown=30)
+
+        eta = datetime.fromisoformat(lines[1]["eta"])
+        assert before + timedelta(seconds=30) <= eta <= timezone.now() + timedelta(seconds=30)
+
+    def test_unique_call_logs_deduplicated_with_the_holders_task_id(self, lines):
+        first = tasks.caller_unique.apply_async(args=(1,))
+        second = tasks.caller_unique.apply_async(args=(1,))
+
+        assert second.task_id == first.task_id
+        assert lines[2:] == [
+            _call(
+                "invocation_applied",
+                "info",
+                second,
+                tasks.caller_unique,
+                task_id=None,
+                queue="caller-only",
+                is_on_commit=False,
+            ),
+            _call(
+                "invocation_deduplicated",
+                "info",
+                second,
+                tasks.caller_unique,
+                task_id=first.task_id,
+                queue="caller-only",
+            ),
+        ]
+
+    def test_ignored_call_logs_ignored_without_task_id(self, eager, lines):
+        tasks.ignored_after_success.apply_async(args=(1,))
+        ignored = tasks.ignored_after_success.apply_async(args=(1,))
+
+        assert ignored.state == "IGNORED"
+        assert lines[-2:] == [
+            _call(
+                "invocation_applied",
+                "info",
+                ignored,
+                tasks.ignored_after_success,
+                task_id=None,
+                queue="worker",
+                is_on_commit=False,
+            ),
+            _call(
+                "invocation_ignored",
+                "info",
+                ignored,
+                tasks.ignored_after_success,
+                task_id=None,
+                queue="worker",
+            ),
+        ]
+
+    def test_timed_out_wait_logs_timed_out_after_triggered(self, lines):
+        with pytest.raises(TimeoutError):
+            tasks.caller_plain.apply_async_and_get_result(args=(1,), timeout=0)
+
+        triggered = lines[1]
+        assert [line["event"] for line in lines] == [
+            "invocation_applied",
+            "invocation_triggered",
+            "invocation_timed_out",
+        ]
+        assert lines[2] == {
+            "event": "invocation_timed_out",
+            "log_level": "info",
+            "invocation_id": triggered["invocation_id"],
+            "task_id": triggered["task_id"],
+            "task_name": tasks.caller_plain.name,
+            "queue": "caller-only",
+        }
+
+
+class TestAttempts:
+    def test_success_logs_started_then_succeeded_with_duration(self, eager, lines):
+        result = tasks.add.apply_async(args=(1, 2))
+
+        assert lines[2:] == [
+            _attempt("task_started", "info", result, tasks.add, retries=0),
+            _attempt(
+                "task_succeeded", "info", result, tasks.add, retries=0, duration_ms=DURATION_MS
+            ),
+        ]
+
+    def test_retry_then_success_logs_each_attempt(self, eager, lines):
+        result = tasks.flaky.apply_async(args=(2,))
+
+        assert result.get() == 2
+        assert lines[2:] == [
+            _attempt("task_started", "info", result, tasks.flaky, retries=0),
+            _attempt(
+                "task_retrying",
+                "warning",
+                result,
+                tasks.flaky,
+                retries=0,
+                duration_ms=DURATION_MS,
+                eta=ISO_DATETIME,
+                error="FlakyError('attempt 0 fails')",
+            ),
+            _attempt("task_started", "info", result, tasks.flaky, retries=1),
+            _attempt(
+                "task_retrying",
+                "warning",
+                result,
+                tasks.flaky,
+                retries=1,
+                duration_ms=DURATION_MS,
+                eta=ISO_DATETIME,
+                error="FlakyError('attempt 1 fails')",
+            ),
+            _attempt("task_started", "info", result, tasks.flaky, retries=2),
+            _attempt(
+                "task_succeeded", "info", result, tasks.flaky, retries=2, duration_ms=DURATION_MS
+            ),
+        ]
+
+    def test_retry_logs_when_the_next_attempt_is_due(self, eager, lines):
+        before = timezone.now()
+        tasks.flaky.apply_async(args=(1,))
+
+        eta = datetime.fromisoformat(lines[3]["eta"])
+        assert before + timedelta(seconds=0.1) <= eta <= timezone.now() + timedelta(seconds=0.1)
+
+    def test_final_failure_logs_failed_at_error_with_the_exception(self, eager, lines):
+        result = tasks.flaky.apply_async(args=(5,))
+
+        assert result.state == "FAILURE"
+        failed = lines[-1]
+        exception = failed.pop("exc_info")
+        assert failed == _attempt(
+            "task_failed", "error", result, tasks.flaky, retries=2, duration_ms=DURATION_MS
+        )
+        assert isinstance(exception, tasks.FlakyError)
+        assert str(exception) == "attempt 2 fails"
+        assert exception.__traceback__ is not None
+        assert [line["event"] for line in lines[2:-1]] == [
+            "task_started",
+            "task_retrying",
+            "task_started",
+            "task_retrying",
+            "task_started",
+        ]
+
+    def test_attempt_that_raises_ignore_logs_only_its_start(self, eager, lines):
+        result = tasks.raises_ignore.apply_async()
+
+        assert lines[2:] == [
+            _attempt("task_started", "info", result, tasks.raises_ignore, retries=0)
+        ]
+
+
+class TestOptions:
+    @override_settings(
+        DJANGO_CELERY_EXTENSIONS_EXPORTERS={
+            "structlog": {"levels": {"task_retrying": "info", "task_succeeded": "debug"}}
+        }
+    )
+    def test_levels_option_sets_the_level_of_the_events_it_names(self, eager):
+        with structlog.testing.capture_logs() as lines:
+            tasks.flaky.apply_async(args=(1,))
+
+        assert [(line["event"], line["log_level"]) for line in lines] == [
+            ("invocation_applied", "info"),
+            ("invocation_triggered", "info"),
+            ("task_started", "info"),
+            ("task_retrying", "info"),
+            ("task_started", "info"),
+            ("task_succeeded", "debug"),
+        ]
+
+    @override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS={"structlog": {"log_args": True}})
+    def test_log_args_option_adds_args_and_kwargs_to_applied_and_started(self, eager):
+        with structlog.testing.capture_logs() as lines:
+            tasks.add.apply_async(args=(1,), kwargs={"y": 2})
+
+        assert [
+            (line["event"], line.get("args"), line.get("kwargs"))
+            for line in lines
+            if "args" in line or "kwargs" in line
+        ] == [("invocation_applied", (1,), {"y": 2}), ("task_started", (1,), {"y": 2})]
+
+    def test_args_and_kwargs_are_left_out_by_default(self, eager, lines):
+        tasks.add.apply_async(args=(1,), kwargs={"y": 2})
+
+        assert len(lines) == 4
+        assert not [line for line in lines if "args" in line or "kwargs" in line]
+
+
+class TestContext:
+    def test_task_log_lines_carry_the_invocation_id_and_task_id(self, eager, exporter):
+        result = tasks.logs_with_structlog.apply_async(args=("hello",))
+
+        assert result.get() == {"invocation_id": result.invocation_id, "task_id": result.task_id}
+
+    def test_users_own_context_keys_are_left_as_they_were(self, eager, exporter):
+        with structlog.contextvars.bound_contextvars(request_id="r-1", task_id="outer"):
+            result = tasks.logs_with_structlog.apply_async(args=("hello",))
+
+            assert result.get() == {
+                "request_id": "r-1",
+                "invocation_id": result.invocation_id,
+                "task_id": result.task_id,
+            }
+            assert structlog.contextvars.get_contextvars() == {
+                "request_id": "r-1",
+                "task_id": "outer",
+            }
+
+    @pytest.mark.parametrize(
+        ("task", "args"),
+        [
+            (tasks.add, (1, 2)),
+            (tasks.flaky, (1,)),
+            (tasks.flaky, (5,)),
+            (tasks.raises_ignore, ()),
+        ],
+        ids=["success", "retry-then-success", "final-failure", "ignore"],
+    )
+    def test_every_end_of_an_attempt_resets_the_context_and_forgets_it(
+        self, eager, exporter, task, args
+    ):
+        task.apply_async(args=args)
+
+        assert structlog.contextvars.get_contextvars() == {}
+        assert len(exporter._attempts) == 0
+
+
+@pytest.mark.worker
+def test_worker_logs_each_attempt_and_binds_the_ids_for_the_tasks_own_lines(
+    exporters_worker, redis_client
+):
+    result = tasks.logs_with_structlog.apply_async(args=("hello",), queue=exporter_worker.QUEUE)
+
+    assert result.get(timeout=30) == {
+        "invocation_id": result.invocation_id,
+        "task_id": result.task_id,
+    }
+    lines = wait_for(
+        lambda: (
+            (found := exporter_worker.read_log_lines(redis_client, result.task_id))
+            and found[-1]["event"] == "task_succeeded"
+            and found
+        ),
+        "the worker's task_succeeded line",
+    )
+    task = tasks.logs_with_structlog
+    queue = exporter_worker.QUEUE
+    assert lines == [
+        _attempt("task_started", "info", result, task, retries=0, queue=queue),
+        {
+            "event": "hello",
+            "log_level": "info",
+            "invocation_id": result.invocation_id,
+            "task_id": result.task_id,
+        },
+        _attempt(
+            "task_succeeded",
+            "info",
+            result,
+            task,
+            retries=0,
+            queue=queue,
+            duration_ms=DURATION_MS,
+        ),
+    ]
+
+
+@pytest.mark.worker
+def test_worker_logs_a_failure_with_its_traceback(exporters_worker, redis_client):
+    result = tasks.always_fails.apply_async(args=(7,), queue=exporter_worker.QUEUE)
+
+    with pytest.raises(ValueError, match="always fails with 7"):
+        result.get(timeout=30)
+    lines = wait_for(
+        lambda: (
+            (found := exporter_worker.read_log_lines(redis_client, result.task_id))
+            and found[-1]["event"] == "task_failed"
+            and found
+        ),
+        "the worker's task_failed line",
+    )
+    failed = lines[-1]
+    assert failed.pop("exception") == Traceback("ValueError: always fails with 7")
+    assert failed == _attempt(
+        "task_failed",
+        "error",
+        result,
+        tasks.always_fails,
+        retries=0,
+        queue=exporter_worker.QUEUE,
+        duration_ms=DURATION_MS,
+    )
