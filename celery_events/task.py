@@ -105,7 +105,7 @@ def _seconds(value: float | timedelta) -> float:
 def _continues_invocation(options: Mapping[str, Any]) -> bool:
     """Tell a triggered call re-entering apply (a retry, an eager run) from a new call."""
     headers = options.get("headers")
-    return bool(headers) and INVOCATION_ID_HEADER in headers
+    return headers is not None and INVOCATION_ID_HEADER in headers
 
 
 def _retry_eta(einfo: ExceptionInfo) -> datetime:
@@ -284,12 +284,12 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             raise
         except Reject as reject:
             if not getattr(reject, "requeue", False):  # celery-types lacks "requeue"
-                self._release_after_failure(request)
+                self._settle(request, succeeded=False)
             raise
         except BaseException:
-            self._release_after_failure(request)
+            self._settle(request, succeeded=False)
             raise
-        self._release(request, succeeded=True)
+        self._settle(request, succeeded=True)
         return retval
 
     def apply_async(  # type: ignore[override]  # returns a ResultWrapper, as it always has
@@ -408,11 +408,11 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 "on the task or in the call"
             )
             raise CeleryError(msg)
-        get_lock_store().release(
+        get_lock_store().ignore(
             task_id=str(request.id),
-            unique_key=None,
             ignore_key=self._ignore_key(request),
             ignore_ttl=_seconds(timedelta_),
+            unique_key=read_header(request, UNIQUE_KEY_HEADER),
         )
 
     # Celery's handlers, where the worker-side events are sent.
@@ -442,7 +442,12 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         if not request.called_directly:
             carried = {name: read_header(request, name) for name in CARRIED_HEADERS}
             carried[INVOCATION_ID_HEADER] = self._invocation_id(request)
-            options["headers"] = {**(options.get("headers") or {}), **carried}
+            # Every header of the message goes on (trace context, the user's own), then ours.
+            options["headers"] = {
+                **(request.headers or {}),
+                **(options.get("headers") or {}),
+                **carried,
+            }
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
     def on_retry(
@@ -694,8 +699,8 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         cached = self._routed_queue_cache
         if cached is not None and cached[0] is router:
             return cached[1]
-        queue = str(router.route({}, self.name, args, kwargs, self)["queue"].name)
-        if all(isinstance(route, MapRoute) for route in router.routes):
+        queue = str(router.route({}, self.name, args, kwargs, self)["queue"].name)  # type: ignore[arg-type]  # celery-types wants a class; Celery passes the task
+        if all(isinstance(route, MapRoute) for route in router.routes):  # type: ignore[attr-defined]  # untyped in celery-types
             self._routed_queue_cache = (router, queue)
         return queue
 
@@ -754,7 +759,10 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         invocation_id: str | None = read_header(request, INVOCATION_ID_HEADER)
         if invocation_id is None:
             invocation_id = new_task_id()
-            setattr(request, INVOCATION_ID_HEADER, invocation_id)
+            # Celery's shared default request (on_failure after a hard time limit runs in the
+            # worker's main process, outside any request) must not keep an id for later tasks.
+            if not request.called_directly:
+                setattr(request, INVOCATION_ID_HEADER, invocation_id)
         return invocation_id
 
     def _ignore_key(self, request: Context) -> str:
@@ -765,13 +773,19 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             )
         return ignore_key
 
-    def _release_after_failure(self, request: Context) -> None:
-        """Release the lock of a failed attempt; a store error must not hide the task's own."""
+    def _settle(self, request: Context, *, succeeded: bool) -> None:
+        """Release the lock of the task's last attempt (and open its ignore window).
+
+        A lock store error is logged, not raised: it must neither hide the task's own exception
+        nor turn a success into a failure and lose its result. The lock then expires after its
+        stale time limit, and no ignore window opens.
+        """
         try:
-            self._release(request, succeeded=False)
+            self._release(request, succeeded=succeeded)
         except Exception:
             logger.exception(
-                "could not release the unique lock of task %s[%s]; it expires on its own",
+                "could not settle the unique lock and ignore window of task %s[%s]; "
+                "the lock expires on its own",
                 self.name,
                 request.id,
             )

@@ -8,6 +8,18 @@ import inspect
 import pytest
 
 MODULES = [
+    "celery_events.beat",
+    "celery_events.cleanup",
+    "celery_events.exporters",
+    "celery_events.exporters.base",
+    "celery_events.exporters.opentelemetry",
+    "celery_events.exporters.semconv",
+    "celery_events.exporters.structlog",
+    "celery_events.locks.base",
+    "celery_events.locks.beat_lock",
+    "celery_events.locks.cache_store",
+    "celery_events.locks.redis_cache",
+    "celery_events.locks.redis_store",
     "celery_events",
     "celery_events.apps",
     "celery_events.celery",
@@ -39,7 +51,7 @@ def test_all_lists_every_public_class_and_function_defined_in_the_module(module_
 
 
 def test_design_import_paths_exist():
-
+    from celery_events.beat import LockedPersistentScheduler  # noqa: F401, PLC0415
     from celery_events.celery import Celery, CeleryQueueEnum  # noqa: F401, PLC0415
     from celery_events.config import settings  # noqa: F401, PLC0415
     from celery_events.task import (  # noqa: F401, PLC0415
