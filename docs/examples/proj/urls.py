@@ -1,0 +1,4 @@
+from accounts.views import sign_up
+from django.urls import path
+
+urlpatterns = [path("sign-up/", sign_up)]
