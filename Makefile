@@ -34,3 +34,7 @@ pytest: $(STAMP)
 
 clean:
 	rm -rf $(VENV) docs/_build .pytest_cache .mypy_cache .ruff_cache
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+	$(PY) -m benchmarks.lock_commands

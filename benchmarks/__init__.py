@@ -1,0 +1,1 @@
+"""The performance harness of celery-events: run ``python -m benchmarks`` (``make bench``)."""

@@ -1,0 +1,266 @@
+"""Run every comparison side by side in one process and print per-call medians and ratios.
+
+Usage: ``python -m benchmarks [--rounds N] [--calls N] [--json FILE]`` (``make bench``).
+
+Contenders alternate within each round (the starting one rotates), so machine noise falls on
+all of them alike; the ratios against a plain Celery task measured in the same run are the
+figures to read. A private redis-server is started for the Redis paths and killed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from importlib.metadata import version
+from typing import Any
+
+from tests.services import start_redis_server
+
+Measure = Callable[[Any, int], float]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the benchmarks and print the results table."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=15, help="rounds per comparison")
+    parser.add_argument("--calls", type=int, default=1000, help="calls per contender and round")
+    parser.add_argument("--worker-tasks", type=int, default=2000, help="tasks per worker round")
+    parser.add_argument("--json", help="also write the results to this file")
+    options = parser.parse_args(argv)
+
+    redis_url, redis_process = start_redis_server()
+    try:
+        os.environ["CELERY_EVENTS_BENCH_REDIS_URL"] = redis_url
+        results = run(options, redis_url)
+    finally:
+        redis_process.kill()
+    print_report(results)
+    if options.json:
+        with open(options.json, "w") as output:  # noqa: PTH123
+            json.dump(results, output, indent=2)
+
+
+def run(options: argparse.Namespace, redis_url: str) -> dict[str, Any]:
+    """Set Django and Celery up, then run each path; return the results."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+    import django  # noqa: PLC0415
+
+    django.setup()
+    import redis  # noqa: PLC0415
+
+    from benchmarks import apps, contenders  # noqa: PLC0415
+
+    contenders.configure_sinks()
+    memory_app, memory_tasks = apps.make_app("memory", "memory://localhost/")
+    redis_app, redis_tasks = apps.make_app("redis", redis_url)
+    client = redis.Redis.from_url(redis_url)
+    rounds, calls = options.rounds, options.calls
+    return {
+        "machine": machine(),
+        "settings": {"rounds": rounds, "calls": calls, "worker_tasks": options.worker_tasks},
+        "paths": {
+            "apply_async, in-memory broker": compare(
+                contenders.APPLY_CONTENDERS,
+                memory_tasks,
+                apply_async_and_purge(memory_app),
+                rounds,
+                calls,
+            ),
+            "apply_async, Redis broker": compare(
+                contenders.APPLY_CONTENDERS,
+                redis_tasks,
+                apply_async_and_purge(redis_app),
+                rounds,
+                max(calls // 5, 50),
+            ),
+            "unique apply_async (Redis lock store), in-memory broker": compare(
+                contenders.UNIQUE_CONTENDERS,
+                memory_tasks,
+                apply_async_and_purge(memory_app, client),
+                rounds,
+                calls,
+            ),
+            "worker, tasks per second (Redis broker)": compare_workers(
+                contenders.WORKER_CONTENDERS, redis_app, redis_tasks, options.worker_tasks
+            ),
+        },
+        "redis_commands": redis_commands(memory_tasks["unique"], redis_url),
+    }
+
+
+def machine() -> dict[str, Any]:
+    """Describe the machine and the versions the figures were measured with."""
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")  # noqa: PTH123, SIM115
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        **{name: version(name) for name in ("celery", "kombu", "django", "redis", "structlog")},
+        "opentelemetry-sdk": version("opentelemetry-sdk"),
+    }
+
+
+def apply_async_and_purge(app: Any, lock_client: Any = None) -> Measure:
+    """Time ``apply_async`` calls; purge what they queued (and locks they took) untimed."""
+    offset = iter(range(0, 1 << 62, 1 << 20))
+
+    def measure(task: Any, calls: int) -> float:
+        start = next(offset)  # new arguments every round: every unique call triggers
+        began = time.perf_counter()
+        for number in range(start, start + calls):
+            task.apply_async(args=(number,))
+        elapsed = time.perf_counter() - began
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge(app.conf.task_default_queue)
+        if lock_client is not None:
+            for key in lock_client.scan_iter(match="bench:*", count=1000):
+                lock_client.delete(key)
+        return elapsed / calls
+
+    return measure
+
+
+def compare(
+    contenders: Sequence[Any],
+    tasks: dict[str, Any],
+    measure: Measure,
+    rounds: int,
+    calls: int,
+) -> dict[str, Any]:
+    """Alternate the contenders over ``rounds``; return medians (µs) and ratios to the first."""
+    samples: dict[str, list[float]] = {contender.name: [] for contender in contenders}
+    for round_number in range(-1, rounds):  # round -1 warms up and is not kept
+        shift = max(round_number, 0) % len(contenders)
+        for contender in (*contenders[shift:], *contenders[:shift]):
+            with switched_on(contender):
+                per_call = measure(tasks[contender.task], calls)
+            if round_number >= 0:
+                samples[contender.name].append(per_call * 1e6)
+    return summarize(samples, unit="us per call")
+
+
+def compare_workers(
+    contenders: Sequence[Any], app: Any, tasks: dict[str, Any], task_count: int
+) -> dict[str, Any]:
+    """Measure an in-process worker draining ``task_count`` queued tasks, per contender."""
+    from celery.contrib.testing.worker import start_worker  # noqa: PLC0415
+
+    from benchmarks.apps import finished, gate  # noqa: PLC0415
+
+    samples: dict[str, list[float]] = {contender.name: [] for contender in contenders}
+    with start_worker(app, pool="solo", perform_ping_check=False, loglevel="WARNING"):
+        for round_number in range(-1, 5):
+            for contender in contenders:
+                with switched_on(contender):
+                    gate.clear()
+                    tasks["wait_for_gate"].apply_async()
+                    task = tasks[contender.task]
+                    for number in range(task_count):
+                        task.apply_async(args=(number,))
+                    finished.expect(task_count)
+                    began = time.perf_counter()
+                    gate.set()
+                    if not finished.reached.wait(timeout=300):
+                        msg = f"the worker did not finish {task_count} tasks of {contender.name}"
+                        raise RuntimeError(msg)
+                    elapsed = time.perf_counter() - began
+                if round_number >= 0:
+                    samples[contender.name].append(task_count / elapsed)
+    return summarize(samples, unit="tasks per second", higher_is_better=True)
+
+
+@contextmanager
+def switched_on(contender: Any) -> Iterator[None]:
+    """Connect the contender's instrumentation for the block."""
+    switch_off = contender.switch_on()
+    try:
+        yield
+    finally:
+        switch_off()
+
+
+def summarize(
+    samples: dict[str, list[float]], *, unit: str, higher_is_better: bool = False
+) -> dict[str, Any]:
+    """Return each contender's median and its ratio to the first contender's median."""
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    baseline = next(iter(medians.values()))
+    return {
+        "unit": unit,
+        "higher_is_better": higher_is_better,
+        "rows": [
+            {
+                "contender": name,
+                "median": median,
+                "ratio": median / baseline,
+                "spread": (min(samples[name]), max(samples[name])),
+            }
+            for name, median in medians.items()
+        ],
+    }
+
+
+def redis_commands(unique_task: Any, redis_url: str) -> dict[str, str]:
+    """List the Redis round trips of one unique call's trigger and of its completion.
+
+    The trigger is an ``apply_async`` on the in-memory broker; the completion is what an eager
+    run adds to it. MONITOR sees each command a client sends; a script's own commands are shown
+    in brackets. ``python -m benchmarks.lock_commands`` breaks this down per store and step.
+    """
+    from tests.redis_monitor import monitored  # noqa: PLC0415 - needs Django set up
+
+    def round_trips(action: Callable[[], object]) -> tuple[list[str], list[str]]:
+        action()  # warm up: the connection, and the script the server loads once
+        with monitored(redis_url) as commands:
+            action()
+        return commands.sent, commands.in_scripts
+
+    probe = iter(range(1 << 62, 1 << 63))
+    trigger = round_trips(lambda: unique_task.apply_async(args=(next(probe),)))
+    eager_run = round_trips(lambda: unique_task.apply(args=(next(probe),)))
+    completion = (eager_run[0][len(trigger[0]) :], eager_run[1][len(trigger[1]) :])
+    return {
+        "per unique trigger": _describe(trigger),
+        "per completion": _describe(completion),
+    }
+
+
+def _describe(commands: tuple[list[str], list[str]]) -> str:
+    sent, in_scripts = commands
+    return f"{len(sent)} ({' '.join(sent)} [{' '.join(in_scripts)}])"
+
+
+def print_report(results: dict[str, Any]) -> None:
+    """Print the machine, then one table per path, then the Redis command counts."""
+    print("celery-events benchmarks")
+    print(", ".join(f"{key} {value}" for key, value in results["machine"].items()))
+    print(", ".join(f"{key} {value}" for key, value in results["settings"].items()))
+    for path, table in results["paths"].items():
+        print(f"\n{path} ({table['unit']}, median; ratio to the first row)")
+        for row in table["rows"]:
+            low, high = row["spread"]
+            print(
+                f"  {row['contender']:45s} {row['median']:10.1f}  x{row['ratio']:.3f}"
+                f"   (range {low:.1f} to {high:.1f})"
+            )
+    print("\nRedis round trips of a unique task (private redis-server, MONITOR)")
+    for what, count in results["redis_commands"].items():
+        print(f"  {what:45s} {count}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
