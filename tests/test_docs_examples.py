@@ -460,3 +460,26 @@ def test_receivers_for_all_tasks_and_for_one_task(eager, connected):
 
     assert receivers.failures == {"audit.tasks.close_month: ValueError": 1}
     assert receivers.closed == ["audit.tasks.close_month: 2024-12"]
+
+
+def test_lock_store_timeouts_example_reaches_the_stores_client():
+    from django.core.cache import CacheHandler  # noqa: PLC0415
+
+    from celery_events.locks.redis_cache import redis_binding  # noqa: PLC0415
+
+    example = _example("lock_settings")
+    cache = CacheHandler(example.CACHES)["default"]
+
+    binding = redis_binding(cache, "default")
+
+    assert binding is not None
+    connection_kwargs = binding.client.connection_pool.connection_kwargs
+    assert connection_kwargs["socket_timeout"] == 2
+    assert connection_kwargs["socket_connect_timeout"] == 2
+
+
+def test_cluster_example_names_its_cache_for_the_locks():
+    example = _example("lock_settings")
+
+    assert example.DJANGO_CELERY_EXTENSIONS_CACHE_NAME in example.CLUSTER_CACHES
+    assert example.CLUSTER_CACHES["locks"]["BACKEND"].endswith("RedisClusterCache")
