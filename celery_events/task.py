@@ -413,6 +413,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             ignore_key=self._ignore_key(request),
             ignore_ttl=_seconds(timedelta_),
             unique_key=read_header(request, UNIQUE_KEY_HEADER),
+            task_name=self.name,
         )
 
     # Celery's handlers, where the worker-side events are sent.
@@ -576,6 +577,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 unique_key=unique_key,
                 lock_ttl=self._lock_ttl(hook_options),
                 ignore_key=ignore_key,
+                task_name=self.name,
             )
             if admission.outcome is not Outcome.TRIGGER:
                 self._join_or_ignore(result, admission.task_id)
@@ -592,7 +594,11 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 # Nothing was published: a lock left behind would refuse every call until it
                 # goes stale.
                 store.release(
-                    task_id=task_id, unique_key=unique_key, ignore_key=None, ignore_ttl=None
+                    task_id=task_id,
+                    unique_key=unique_key,
+                    ignore_key=None,
+                    ignore_ttl=None,
+                    task_name=self.name,
                 )
             raise
 
@@ -802,4 +808,5 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 unique_key=unique_key,
                 ignore_key=ignore_key,
                 ignore_ttl=ignore_ttl,
+                task_name=self.name,
             )

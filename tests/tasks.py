@@ -275,3 +275,14 @@ def locks_kills_its_process(x: str) -> None:
 def locks_outlives_time_limit(x: str) -> None:
     """Wait past its hard time limit: only ever call it on a prefork worker's queue."""
     _wait_for_gate(f"never-opened-{x}")
+
+
+@app.task(
+    unique=True,
+    stale_time_limit=60,
+    ignore_task_after_success=True,
+    ignore_task_timedelta=timedelta(seconds=120),
+)
+def ops_unique_ignored(x: int, label: str = "") -> int:
+    """A unique task with an ignore window, for the tests of ``manage.py celery_events``."""
+    return x

@@ -20,6 +20,8 @@ MODULES = [
     "celery_events.locks.cache_store",
     "celery_events.locks.redis_cache",
     "celery_events.locks.redis_store",
+    "celery_events.management.commands.celery_events",
+    "celery_events.operations",
     "celery_events",
     "celery_events.apps",
     "celery_events.celery",

@@ -56,6 +56,7 @@ class LockStore(Protocol):
         unique_key: str | None,
         lock_ttl: float | None,
         ignore_key: str | None,
+        task_name: str | None = None,
     ) -> Admission:
         """Check the ignore window, then take the unique lock for ``task_id``.
 
@@ -65,6 +66,8 @@ class LockStore(Protocol):
             lock_ttl: seconds the lock lives if never released (stale_time_limit + any delay);
                 None keeps it until it is released.
             ignore_key: the ignore window's key, or None for a task without one.
+            task_name: the task's name, for a store that indexes its keys by task (the Redis
+                store, for ``manage.py celery_events list``).
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.
@@ -78,6 +81,7 @@ class LockStore(Protocol):
         unique_key: str | None,
         ignore_key: str | None,
         ignore_ttl: float | None,
+        task_name: str | None = None,
     ) -> None:
         """Release ``unique_key`` if ``task_id`` holds it; open the ignore window if a key is given.
 
@@ -86,6 +90,7 @@ class LockStore(Protocol):
             unique_key: the lock's key, or None.
             ignore_key: the ignore window to open (after a success), or None.
             ignore_ttl: seconds the ignore window stays open.
+            task_name: the task's name, as for :meth:`admit`.
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.
@@ -99,6 +104,7 @@ class LockStore(Protocol):
         ignore_key: str,
         ignore_ttl: float | None,
         unique_key: str | None,
+        task_name: str | None = None,
     ) -> None:
         """Open the ignore window ``ignore_key`` and leave the unique lock as it is.
 
@@ -108,6 +114,7 @@ class LockStore(Protocol):
             ignore_ttl: seconds the window stays open.
             unique_key: the call's lock key when the task is unique, for a store that keeps the
                 window beside the lock (the Redis store); the lock itself is not touched.
+            task_name: the task's name, as for :meth:`admit`.
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.

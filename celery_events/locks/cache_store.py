@@ -45,6 +45,7 @@ class CacheLockStore:
         unique_key: str | None,
         lock_ttl: float | None,
         ignore_key: str | None,
+        task_name: str | None = None,
     ) -> Admission:
         """See :meth:`LockStore.admit`.
 
@@ -74,6 +75,7 @@ class CacheLockStore:
         unique_key: str | None,
         ignore_key: str | None,
         ignore_ttl: float | None,
+        task_name: str | None = None,
     ) -> None:
         """See :meth:`LockStore.release`; not owner-safe against a lock taken in between."""
         if ignore_key is not None:
@@ -88,6 +90,7 @@ class CacheLockStore:
         ignore_key: str,
         ignore_ttl: float | None,
         unique_key: str | None,
+        task_name: str | None = None,
     ) -> None:
         """See :meth:`LockStore.ignore`."""
         self.cache.set(ignore_key, task_id, ignore_ttl)

@@ -11,39 +11,72 @@ the holder's task id as it did with django-celery-extensions. The ignore window 
 is named with a Redis Cluster hash tag that puts it in the lock's hash slot (see
 :meth:`RedisBinding.key`); the lock itself keeps the cache's plain key, so processes of
 django-celery-extensions and of this library exclude each other during a rolling upgrade.
+
+Keys are hashes of a call's arguments, so the name of the task cannot be read from them. When the
+caller names the task (``task_name``), the same script that takes a lock or opens a window also
+writes an *index entry* beside it: a key named ``celery-events|held|<task>|<kind>|<key>`` in the
+same hash slot, holding the task's name and the key's Redis name, with the same time to live; the
+script that releases the lock deletes it. ``manage.py celery_events list`` finds the entries with
+``SCAN`` (:meth:`RedisLockStore.held`). An entry never outlives its key's time to live, so the
+index needs no pruning; an entry whose key went first (deleted by django-celery-extensions) is
+skipped.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from typing import TYPE_CHECKING, Any, Final, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
 from .base import Admission, Outcome
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from redis.commands.core import Script
 
     from .redis_cache import RedisBinding
 
-__all__ = ["RedisLockStore"]
+__all__ = ["INDEX_PREFIX", "HeldKey", "KeyKind", "RedisLockStore"]
+
+#: The cache-key prefix of the index entries (see the module's docstring).
+INDEX_PREFIX: Final = "celery-events|held"
+
+KeyKind: TypeAlias = Literal["unique", "ignore"]
+"""What a key of a call is: its unique lock, or its ignore window."""
 
 # Both scripts take a call's keys and arguments alike.
-# KEYS: the unique lock if ARGV[1] is "1", then the ignore window if ARGV[2] is "1".
+# KEYS: the unique lock if ARGV[1] is "1", then the ignore window if ARGV[2] is "1", then, if
+# ARGV[5] is "1", the index entry of each of them.
 # ARGV[3]: the task id (encoded as the cache encodes values); ARGV[4]: a time to live in ms, of
-# the lock (ADMIT) or of the ignore window (RELEASE); "0" for none.
+# the lock (ADMIT) or of the ignore window (RELEASE); "0" for none. ARGV[6] and ARGV[7]: the
+# values of the lock's and the window's index entries.
 _CALL_KEYS: Final = """
-local lock, window
+local n, lock, window, lock_entry, window_entry = 0
 if ARGV[1] == '1' then
-    lock = KEYS[1]
+    n = n + 1
+    lock = KEYS[n]
 end
 if ARGV[2] == '1' then
-    window = KEYS[#KEYS]
+    n = n + 1
+    window = KEYS[n]
 end
-local function set(key, options)
-    if ARGV[4] == '0' then
-        return redis.call('SET', key, ARGV[3], unpack(options))
+if ARGV[5] == '1' then
+    if lock then
+        n = n + 1
+        lock_entry = KEYS[n]
     end
-    return redis.call('SET', key, ARGV[3], 'PX', ARGV[4], unpack(options))
+    if window then
+        n = n + 1
+        window_entry = KEYS[n]
+    end
+end
+local function set(key, value, options)
+    if ARGV[4] == '0' then
+        return redis.call('SET', key, value, unpack(options))
+    end
+    return redis.call('SET', key, value, 'PX', ARGV[4], unpack(options))
 end
 """
 
@@ -54,8 +87,11 @@ ADMIT: Final = (
 if window and redis.call('EXISTS', window) == 1 then
     return {0}
 end
-if lock and not set(lock, {'NX'}) then
+if lock and not set(lock, ARGV[3], {'NX'}) then
     return {2, redis.call('GET', lock)}
+end
+if lock_entry then
+    set(lock_entry, ARGV[6], {})
 end
 return {1}
 """
@@ -67,13 +103,29 @@ RELEASE: Final = (
     + """
 if lock and redis.call('GET', lock) == ARGV[3] then
     redis.call('DEL', lock)
+    if lock_entry then
+        redis.call('DEL', lock_entry)
+    end
 end
 if window then
-    set(window, {})
+    set(window, ARGV[3], {})
+    if window_entry then
+        set(window_entry, ARGV[7], {})
+    end
 end
 return 0
 """
 )
+
+#: KEYS: a lock or a window, then its index entry if any; ARGV[1]: the value it must hold.
+#: Deletes both and returns 1 when the key holds that value; returns 0 otherwise.
+DISCARD: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('DEL', unpack(KEYS))
+    return 1
+end
+return 0
+"""
 
 _ADMITTED: Final = {0: Outcome.IGNORED, 1: Outcome.TRIGGER, 2: Outcome.UNIQUE}
 
@@ -83,6 +135,34 @@ def _milliseconds(seconds: float | None) -> int:
     return 0 if seconds is None else max(1, math.ceil(seconds * 1000))
 
 
+@dataclass(frozen=True, slots=True)
+class HeldKey:
+    """A lock or an ignore window found through its index entry (``RedisLockStore.held``).
+
+    .. versionadded:: 0.1.0
+    """
+
+    task_name: str
+    kind: KeyKind
+    key: str
+    """The cache key (``unique_key_generator``'s), not the Redis key."""
+    beside: str | None
+    """The unique key whose hash slot an ignore window shares, or None."""
+    task_id: str
+    """The holder of a lock; the task that opened a window."""
+    ttl: float | None
+    """Seconds left; None when the key never expires."""
+
+
+def _glob_escape(text: str) -> str:
+    """Return ``text`` as a ``SCAN MATCH`` pattern that matches only itself."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+def _seconds_left(pttl: int) -> float | None:
+    return None if pttl < 0 else pttl / 1000
+
+
 class RedisLockStore:
     """A lock store in the Redis of a Django cache.
 
@@ -90,10 +170,14 @@ class RedisLockStore:
         binding: the cache's client, key function and serializer.
     """
 
+    #: How many keys one ``SCAN`` call of :meth:`held` asks Redis to look at.
+    SCAN_COUNT: Final = 1000
+
     def __init__(self, binding: RedisBinding) -> None:
         self.binding = binding
         self._admit = binding.client.register_script(ADMIT)
         self._release = binding.client.register_script(RELEASE)
+        self._discard = binding.client.register_script(DISCARD)
 
     def admit(
         self,
@@ -102,9 +186,19 @@ class RedisLockStore:
         unique_key: str | None,
         lock_ttl: float | None,
         ignore_key: str | None,
+        task_name: str | None = None,
     ) -> Admission:
         """See :meth:`LockStore.admit`; one round trip to Redis."""
-        reply = self._run(self._admit, "admit", task_id, unique_key, ignore_key, lock_ttl)
+        reply = self._run(
+            self._admit,
+            "admit",
+            task_id,
+            unique_key=unique_key,
+            lock=unique_key is not None,
+            ignore_key=ignore_key,
+            ttl=lock_ttl,
+            task_name=task_name,
+        )
         outcome = _ADMITTED[reply[0]]
         if outcome is Outcome.TRIGGER:
             return Admission(outcome, task_id)
@@ -119,9 +213,19 @@ class RedisLockStore:
         unique_key: str | None,
         ignore_key: str | None,
         ignore_ttl: float | None,
+        task_name: str | None = None,
     ) -> None:
         """See :meth:`LockStore.release`; one round trip to Redis, owner-safe and atomic."""
-        self._run(self._release, "release", task_id, unique_key, ignore_key, ignore_ttl)
+        self._run(
+            self._release,
+            "release",
+            task_id,
+            unique_key=unique_key,
+            lock=unique_key is not None,
+            ignore_key=ignore_key,
+            ttl=ignore_ttl,
+            task_name=task_name,
+        )
 
     def ignore(
         self,
@@ -130,15 +234,19 @@ class RedisLockStore:
         ignore_key: str,
         ignore_ttl: float | None,
         unique_key: str | None,
+        task_name: str | None = None,
     ) -> None:
-        """See :meth:`LockStore.ignore`; one ``SET`` beside the call's lock."""
-        binding = self.binding
-        with binding.guard(f"open ignore window {ignore_key!r} of task {task_id!r}"):
-            binding.client.set(
-                binding.key(ignore_key, beside=unique_key),
-                binding.encode(task_id),
-                px=_milliseconds(ignore_ttl) or None,
-            )
+        """See :meth:`LockStore.ignore`; one round trip, beside the call's lock."""
+        self._run(
+            self._release,
+            "open ignore window of",
+            task_id,
+            unique_key=unique_key,
+            lock=False,
+            ignore_key=ignore_key,
+            ttl=ignore_ttl,
+            task_name=task_name,
+        )
 
     def holder(self, unique_key: str) -> str | None:
         """See :meth:`LockStore.holder`; one ``GET``."""
@@ -148,25 +256,136 @@ class RedisLockStore:
         # The cache's client answers bytes (decode_responses stays off for a cache).
         return None if value is None else str(binding.decode(cast("bytes", value)))
 
+    def peek(self, keys: Sequence[tuple[str, str | None]]) -> list[tuple[str | None, float | None]]:
+        """Return the value (a task id) and the seconds left of each key; one round trip.
+
+        Args:
+            keys: ``(key, beside)`` pairs, as ``RedisBinding.key`` takes them.
+
+        Returns:
+            ``(None, None)`` for a key that does not exist; a seconds left of None for a key
+            that never expires.
+
+        .. versionadded:: 0.1.0
+        """
+        binding = self.binding
+        with binding.guard(f"read keys {[key for key, _ in keys]!r}"):
+            pipe = binding.client.pipeline(transaction=False)
+            for key, beside in keys:
+                redis_key = binding.key(key, beside=beside)
+                pipe.get(redis_key)
+                pipe.pttl(redis_key)
+            replies = pipe.execute()
+        found: list[tuple[str | None, float | None]] = []
+        for value, pttl in zip(replies[::2], replies[1::2], strict=True):
+            if value is None:
+                found.append((None, None))
+            else:
+                found.append((str(binding.decode(value)), _seconds_left(pttl)))
+        return found
+
+    def held(self, task_name: str | None = None) -> list[HeldKey]:
+        """Return the locks and ignore windows that have an index entry, soonest to expire first.
+
+        Iterates the keyspace with ``SCAN MATCH`` (never ``KEYS``), so Redis serves other
+        clients between the calls; then reads the entries, and the keys they name, with one
+        pipeline each. Keys taken without a task name (django-celery-extensions) have no entry.
+
+        Args:
+            task_name: only this task's keys; all tasks' by default.
+
+        .. versionadded:: 0.1.0
+        """
+        binding = self.binding
+        prefix = f"{INDEX_PREFIX}|" if task_name is None else f"{INDEX_PREFIX}|{task_name}|"
+        pattern = _glob_escape(binding.make_key(prefix)) + "*"
+        with binding.guard(f"list the keys of {task_name or 'every task'!r}"):
+            entries = list(binding.client.scan_iter(match=pattern, count=self.SCAN_COUNT))
+            pipe = binding.client.pipeline(transaction=False)
+            for entry in entries:
+                pipe.get(entry)
+            refs = [json.loads(value) for value in pipe.execute() if value is not None]
+            if task_name is not None:
+                refs = [ref for ref in refs if ref["task"] == task_name]
+            found = self.peek([(ref["key"], ref["beside"]) for ref in refs])
+        held = [
+            HeldKey(ref["task"], ref["kind"], ref["key"], ref["beside"], task_id, ttl)
+            for ref, (task_id, ttl) in zip(refs, found, strict=True)
+            if task_id is not None
+        ]
+        return sorted(held, key=lambda key: (key.ttl is None, key.ttl or 0, key.task_name))
+
+    def discard(
+        self,
+        *,
+        task_id: str,
+        kind: KeyKind,
+        key: str,
+        beside: str | None,
+        task_name: str | None = None,
+    ) -> bool:
+        """Delete a lock or a window only while it still holds ``task_id``; one round trip.
+
+        Args:
+            task_id: the value the key must hold (the holder that was read before).
+            kind: what the key is, to name its index entry.
+            key: the cache key.
+            beside: the unique key an ignore window sits beside, or None.
+            task_name: the task, to delete the key's index entry with it.
+
+        Returns:
+            Whether the key was deleted.
+
+        .. versionadded:: 0.1.0
+        """
+        binding = self.binding
+        keys = [binding.key(key, beside=beside)]
+        if task_name is not None:
+            keys.append(self._entry_key(task_name, kind, key, beside or key))
+        with binding.guard(f"release {kind} key {key!r} of task {task_id!r}"):
+            return bool(self._discard(keys=keys, args=(binding.encode(task_id),)))
+
+    def _entry_key(self, task_name: str, kind: KeyKind, key: str, slot_of: str) -> str:
+        """Return the Redis key of the index entry of ``key``, in the hash slot of ``slot_of``."""
+        # A brace in a task name would move the entry's hash tag away from its key's.
+        name = task_name.replace("{", "(").replace("}", ")")
+        return self.binding.key(f"{INDEX_PREFIX}|{name}|{kind}|{key}", beside=slot_of)
+
     def _run(
         self,
         script: Script,
         operation: str,
         task_id: str,
+        *,
         unique_key: str | None,
+        lock: bool,
         ignore_key: str | None,
         ttl: float | None,
+        task_name: str | None,
     ) -> Any:
         """Run ADMIT or RELEASE with a call's keys; return the script's reply."""
         binding = self.binding
-        keys = [] if unique_key is None else [binding.key(unique_key)]
+        keys = []
+        entries: list[tuple[KeyKind, str, str | None]] = []
+        if lock and unique_key is not None:
+            keys.append(binding.key(unique_key))
+            entries.append(("unique", unique_key, None))
         if ignore_key is not None:
             keys.append(binding.key(ignore_key, beside=unique_key))
+            entries.append(("ignore", ignore_key, unique_key))
+        values = ["", ""]
+        if task_name is not None:
+            for kind, key, beside in entries:
+                keys.append(self._entry_key(task_name, kind, key, beside or key))
+                value = {"task": task_name, "kind": kind, "key": key, "beside": beside}
+                values[kind == "ignore"] = json.dumps(value)
         args = (
-            "0" if unique_key is None else "1",
+            "1" if lock and unique_key is not None else "0",
             "0" if ignore_key is None else "1",
             binding.encode(task_id),
             _milliseconds(ttl),
+            "0" if task_name is None else "1",
+            *values,
         )
         with binding.guard(f"{operation} task {task_id!r} (unique key {unique_key!r})"):
             return script(keys=keys, args=args)

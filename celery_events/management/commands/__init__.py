@@ -1,0 +1,1 @@
+"""Django management commands of celery-events."""

@@ -1,0 +1,220 @@
+"""``manage.py celery_events explain|list|release``: the unique locks and ignore windows of calls.
+
+A thin command-line layer over :mod:`celery_events.operations`.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from celery_events import operations
+from celery_events.locks import LockStoreUnavailableError, Outcome
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from django.core.management.base import CommandParser
+
+__all__ = ["Command"]
+
+_NEXT_CALL = {
+    Outcome.TRIGGER: "trigger: publish a new task",
+    Outcome.UNIQUE: "return the holder's result ({task_id}); nothing is published",
+    Outcome.IGNORED: "be ignored (IgnoredResult); nothing is published",
+}
+
+
+def _seconds(ttl: float | None) -> str:
+    return "no expiry" if ttl is None else f"{ttl:.1f} s"
+
+
+class Command(BaseCommand):
+    """Explain, list and release the unique locks and ignore windows of tasks."""
+
+    help = "Explain, list and release the unique locks and ignore windows of celery-events tasks."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        """Add the subcommands explain, list and release."""
+        subcommands = parser.add_subparsers(dest="subcommand", required=True)
+
+        explain = subcommands.add_parser("explain", help="what the next call would do, and why")
+        self._add_call(explain)
+        explain.add_argument("--json", action="store_true", help="print JSON")
+
+        listing = subcommands.add_parser(
+            "list", help="every held lock and open ignore window, soonest to expire first"
+        )
+        listing.add_argument("--task", metavar="NAME", help="only this task's")
+        listing.add_argument("--json", action="store_true", help="print JSON")
+
+        release = subcommands.add_parser(
+            "release", help="remove a call's lock and/or ignore window, or all of a task's"
+        )
+        self._add_call(release)
+        release.add_argument("--lock", action="store_true", help="only the unique lock")
+        release.add_argument("--ignore", action="store_true", help="only the ignore window")
+        release.add_argument(
+            "--all", action="store_true", help="every lock and window of --task NAME"
+        )
+        release.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    @staticmethod
+    def _add_call(parser: CommandParser) -> None:
+        parser.add_argument("task", nargs="?", help="the task's name")
+        parser.add_argument("--task", dest="task_option", metavar="NAME", help="the task's name")
+        parser.add_argument(
+            "--args", dest="call_args", help="positional arguments, a JSON list (default [])"
+        )
+        parser.add_argument(
+            "--kwargs", dest="call_kwargs", help="keyword arguments, a JSON object (default {})"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        """Run the subcommand.
+
+        Raises:
+            CommandError: bad input, a cache that cannot list, or an unreachable Redis.
+        """
+        try:
+            getattr(self, f"_{options['subcommand']}")(options)
+        except (operations.OperationError, LockStoreUnavailableError) as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _explain(self, options: dict[str, Any]) -> None:
+        task, call_args, call_kwargs = self._call(options)
+        explanation = operations.explain(task, call_args, call_kwargs)
+        if options["json"]:
+            self.stdout.write(json.dumps(explanation.as_dict(), indent=2))
+            return
+        lines = [
+            ("task", explanation.task_name),
+            ("args", json.dumps(explanation.args)),
+            ("kwargs", json.dumps(explanation.kwargs)),
+        ]
+        for label, state, verb in (
+            ("unique lock", explanation.lock, "held by"),
+            ("ignore window", explanation.window, "opened by"),
+        ):
+            if state is None:
+                lines.append((label, "none (not configured)"))
+            elif state.task_id is None:
+                lines.append((label, "free" if state.kind == "unique" else "closed"))
+            else:
+                lines.append((label, f"{verb} {state.task_id}, {_seconds(state.ttl)} left"))
+        lock_holder = explanation.lock.task_id if explanation.lock else None
+        lines.append(("next call", _NEXT_CALL[explanation.next_call].format(task_id=lock_holder)))
+        width = max(len(label) for label, _ in lines)
+        for label, value in lines:
+            self.stdout.write(f"{label:<{width}}  {value}")
+
+    def _list(self, options: dict[str, Any]) -> None:
+        keys = operations.held(options["task"])
+        if options["json"]:
+            self.stdout.write(json.dumps([_held_dict(key) for key in keys], indent=2))
+            return
+        if not keys:
+            self.stdout.write("no unique lock is held and no ignore window is open")
+            return
+        self._table(keys)
+
+    def _release(self, options: dict[str, Any]) -> None:
+        if options["all"]:
+            self._release_all(options)
+            return
+        task, call_args, call_kwargs = self._call(options)
+        explanation = operations.explain(task, call_args, call_kwargs)
+        both = not options["lock"] and not options["ignore"]
+        lock, window = both or options["lock"], both or options["ignore"]
+        chosen = [
+            state
+            for state in (
+                explanation.lock if lock else None,
+                explanation.window if window else None,
+            )
+            if state is not None and state.task_id is not None
+        ]
+        if not chosen:
+            self.stdout.write(f"nothing to release for {task.name}{_call_text(explanation)}")
+            return
+        for state in chosen:
+            self.stdout.write(f"{_kind_text(state.kind)} {state.key} of {state.task_id}")
+        if not self._confirm(options, len(chosen)):
+            return
+        removed = operations.release(task, explanation, lock=lock, window=window)
+        for state in removed:
+            self.stdout.write(f"released {_kind_text(state.kind)} {state.key} of {state.task_id}")
+        for state in chosen:
+            if state not in removed:
+                self.stdout.write(
+                    f"kept {_kind_text(state.kind)} {state.key}: it no longer holds "
+                    f"{state.task_id} (released, expired or taken by another call)"
+                )
+
+    def _release_all(self, options: dict[str, Any]) -> None:
+        name = options["task_option"] or options["task"]
+        if not name:
+            msg = "release --all needs --task NAME"
+            raise CommandError(msg)
+        if options["call_args"] or options["call_kwargs"]:
+            msg = "release --all takes no --args nor --kwargs"
+            raise CommandError(msg)
+        operations.get_task(name)
+        keys = operations.held(name)
+        if not keys:
+            self.stdout.write(f"nothing to release for task {name}")
+            return
+        self._table(keys)
+        if not self._confirm(options, len(keys)):
+            return
+        for key in operations.release_task(name):
+            self.stdout.write(f"released {_kind_text(key.kind)} {key.key} of {key.task_id}")
+
+    def _call(self, options: dict[str, Any]) -> tuple[Any, list[Any], dict[str, Any]]:
+        name = options["task_option"] or options["task"]
+        if not name:
+            msg = "name the task: celery_events explain NAME (or --task NAME)"
+            raise CommandError(msg)
+        task = operations.get_task(name)
+        call_args, call_kwargs = operations.parse_call(options["call_args"], options["call_kwargs"])
+        return task, call_args, call_kwargs
+
+    def _confirm(self, options: dict[str, Any], count: int) -> bool:
+        if options["yes"]:
+            return True
+        answer = input(f"Release {'this key' if count == 1 else f'these {count} keys'}? [y/N] ")
+        if answer.strip().lower() in {"y", "yes"}:
+            return True
+        self.stdout.write("nothing released")
+        return False
+
+    def _table(self, keys: Sequence[operations.HeldKey]) -> None:
+        rows = [("TIME LEFT", "KIND", "TASK", "TASK ID", "KEY")]
+        rows += [(_seconds(key.ttl), key.kind, key.task_name, key.task_id, key.key) for key in keys]
+        widths = [max(len(row[column]) for row in rows) for column in range(4)]
+        for row in rows:
+            cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+            cells[0] = row[0].rjust(widths[0])
+            self.stdout.write("  ".join([*cells, row[4]]))
+
+
+def _held_dict(key: operations.HeldKey) -> dict[str, Any]:
+    return {
+        "task_name": key.task_name,
+        "kind": key.kind,
+        "task_id": key.task_id,
+        "ttl": key.ttl,
+        "key": key.key,
+    }
+
+
+def _kind_text(kind: str) -> str:
+    return "unique lock" if kind == "unique" else "ignore window"
+
+
+def _call_text(explanation: operations.Explanation) -> str:
+    return f"(*{json.dumps(explanation.args)}, **{json.dumps(explanation.kwargs)})"

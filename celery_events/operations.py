@@ -1,0 +1,267 @@
+"""Answer "why didn't my task run?": explain, list and release unique locks and ignore windows.
+
+The logic of ``manage.py celery_events`` (``celery_events.management.commands.celery_events``
+is its command-line layer). A call is named by its task and its arguments, and its keys are
+computed exactly as :class:`~celery_events.task.DjangoTask` computes them, so nothing is guessed.
+
+Only the Redis lock store can list keys (through the index entries it writes beside them, see
+``celery_events.locks.redis_store``) and release them owner-safe; on any other cache,
+:func:`explain` and :func:`release` work through the cache's API and :func:`held` refuses.
+
+.. versionadded:: 0.1.0
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from celery import current_app
+
+from .config import settings
+from .locks import CacheLockStore, LockStore, Outcome, RedisLockStore, get_lock_store
+from .locks.redis_store import HeldKey, KeyKind
+from .task import DjangoTask
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "Explanation",
+    "HeldKey",
+    "KeyState",
+    "OperationError",
+    "explain",
+    "get_task",
+    "held",
+    "parse_call",
+    "release",
+    "release_task",
+]
+
+
+class OperationError(Exception):
+    """An operation cannot be done as asked; the message names the offending input."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyState:
+    """The unique lock or the ignore window of one call, as it is now."""
+
+    kind: KeyKind
+    key: str
+    """The cache key (``unique_key_generator``'s)."""
+    beside: str | None
+    """The unique key an ignore window sits beside (the Redis store's hash slot), or None."""
+    task_id: str | None
+    """The lock's holder or the window's opener; None when the key is free or closed."""
+    ttl: float | None
+    """Seconds left; None when the key is free, never expires, or the cache cannot tell."""
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """What the lock store holds for one call, and what its next ``apply_async`` does."""
+
+    task_name: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    lock: KeyState | None
+    """None when the task is not unique."""
+    window: KeyState | None
+    """None when the task has no ignore window (no ``ignore_task_timedelta``)."""
+    next_call: Outcome
+    """``triggered``, ``unique`` (returns the holder's result) or ``ignored``."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the explanation as plain data, for ``--json``."""
+        data = asdict(self)
+        data["next_call"] = self.next_call.value
+        return data
+
+
+def get_task(name: str) -> DjangoTask:
+    """Return the registered task ``name`` of the current Celery app.
+
+    Raises:
+        OperationError: no such task, or it is not a DjangoTask.
+    """
+    app = current_app
+    app.loader.import_default_modules()
+    task = app.tasks.get(name)
+    if task is None:
+        msg = f"unknown task {name!r}: it is not registered with Celery app {app.main!r}"
+        raise OperationError(msg)
+    if not isinstance(task, DjangoTask):
+        msg = f"task {name!r} is not a DjangoTask: it has no unique lock nor ignore window"
+        raise OperationError(msg)
+    if not task.unique and task.ignore_task_timedelta is None:
+        msg = (
+            f"task {name!r} is neither unique nor ignore-configured "
+            "(no unique=True, no ignore_task_timedelta): it has no keys to explain or release"
+        )
+        raise OperationError(msg)
+    return task
+
+
+def parse_call(args: str | None, kwargs: str | None) -> tuple[list[Any], dict[str, Any]]:
+    """Return a call's arguments from their JSON: a list and an object.
+
+    Raises:
+        OperationError: either is not JSON, or not of its type.
+    """
+    try:
+        call_args = json.loads(args) if args else []
+    except json.JSONDecodeError as exc:
+        msg = f"--args {args!r} is not JSON: {exc}"
+        raise OperationError(msg) from exc
+    if not isinstance(call_args, list):
+        msg = f"--args {args!r} is not a JSON list"
+        raise OperationError(msg)
+    try:
+        call_kwargs = json.loads(kwargs) if kwargs else {}
+    except json.JSONDecodeError as exc:
+        msg = f"--kwargs {kwargs!r} is not JSON: {exc}"
+        raise OperationError(msg) from exc
+    if not isinstance(call_kwargs, dict):
+        msg = f"--kwargs {kwargs!r} is not a JSON object"
+        raise OperationError(msg)
+    return call_args, call_kwargs
+
+
+def _call_keys(
+    task: DjangoTask, args: list[Any], kwargs: dict[str, Any]
+) -> list[tuple[KeyKind, str, str | None]]:
+    """Return ``(kind, key, beside)`` of the call's lock and window, as DjangoTask makes them."""
+    keys: list[tuple[KeyKind, str, str | None]] = []
+    unique_key = None
+    if task.unique:
+        unique_key = task.unique_key_generator(settings.UNIQUE_TASK_KEY_PREFIX, args, kwargs)
+        keys.append(("unique", unique_key, None))
+    if task.ignore_task_timedelta is not None:
+        ignore_key = task.unique_key_generator(settings.IGNORE_TASK_KEY_PREFIX, args, kwargs)
+        keys.append(("ignore", ignore_key, unique_key))
+    return keys
+
+
+def _read(store: LockStore, keys: Sequence[tuple[KeyKind, str, str | None]]) -> list[KeyState]:
+    if isinstance(store, RedisLockStore):
+        found = store.peek([(key, beside) for _, key, beside in keys])
+    elif isinstance(store, CacheLockStore):
+        found = [(store.cache.get(key), None) for _, key, _ in keys]
+    else:  # pragma: no cover - the two stores are the only ones
+        msg = f"lock store {store!r} cannot be inspected"
+        raise OperationError(msg)
+    return [
+        KeyState(kind, key, beside, task_id, ttl)
+        for (kind, key, beside), (task_id, ttl) in zip(keys, found, strict=True)
+    ]
+
+
+def explain(task: DjangoTask, args: list[Any], kwargs: dict[str, Any]) -> Explanation:
+    """Return the state of the call's lock and window, and what its next ``apply_async`` does.
+
+    Raises:
+        LockStoreUnavailableError: the store's Redis could not be reached.
+    """
+    states = {
+        state.kind: state for state in _read(get_lock_store(), _call_keys(task, args, kwargs))
+    }
+    lock, window = states.get("unique"), states.get("ignore")
+    # The order of the ADMIT script: an open window ignores the call before the lock is tried.
+    if window is not None and window.task_id is not None:
+        next_call = Outcome.IGNORED
+    elif lock is not None and lock.task_id is not None:
+        next_call = Outcome.UNIQUE
+    else:
+        next_call = Outcome.TRIGGER
+    return Explanation(task.name, args, kwargs, lock, window, next_call)
+
+
+def held(task_name: str | None = None) -> list[HeldKey]:
+    """Return every lock and open ignore window, soonest to expire first.
+
+    Args:
+        task_name: only this task's.
+
+    Raises:
+        OperationError: the lock store's cache cannot list its keys (not Redis).
+        LockStoreUnavailableError: the store's Redis could not be reached.
+    """
+    return _redis_store("list locks and ignore windows").held(task_name)
+
+
+def release(
+    task: DjangoTask, explanation: Explanation, *, lock: bool = True, window: bool = True
+) -> list[KeyState]:
+    """Remove the call's lock and/or window, each only if it still holds what ``explain`` read.
+
+    A lock taken by another call after ``explanation`` was made is left alone (on the Redis
+    store, atomically; on another cache, as far as a read then a delete allow).
+
+    Returns:
+        The keys removed.
+
+    Raises:
+        LockStoreUnavailableError: the store's Redis could not be reached.
+    """
+    store = get_lock_store()
+    chosen = (explanation.lock if lock else None, explanation.window if window else None)
+    return [
+        state
+        for state in chosen
+        if state is not None and state.task_id is not None and _discard(store, state, task.name)
+    ]
+
+
+def release_task(task_name: str) -> list[HeldKey]:
+    """Remove every lock and open ignore window of task ``task_name``, each owner-safe.
+
+    Returns:
+        The keys removed.
+
+    Raises:
+        OperationError: the lock store's cache cannot list its keys (not Redis).
+        LockStoreUnavailableError: the store's Redis could not be reached.
+    """
+    store = _redis_store(f"release every key of task {task_name!r}")
+    return [
+        key
+        for key in store.held(task_name)
+        if store.discard(
+            task_id=key.task_id,
+            kind=key.kind,
+            key=key.key,
+            beside=key.beside,
+            task_name=key.task_name,
+        )
+    ]
+
+
+def _discard(store: LockStore, state: KeyState, task_name: str) -> bool:
+    task_id = str(state.task_id)
+    if isinstance(store, RedisLockStore):
+        return store.discard(
+            task_id=task_id,
+            kind=state.kind,
+            key=state.key,
+            beside=state.beside,
+            task_name=task_name,
+        )
+    assert isinstance(store, CacheLockStore)  # noqa: S101 - the two stores are the only ones
+    if store.cache.get(state.key) != task_id:
+        return False
+    store.cache.delete(state.key)
+    return True
+
+
+def _redis_store(operation: str) -> RedisLockStore:
+    store = get_lock_store()
+    if not isinstance(store, RedisLockStore):
+        msg = (
+            f"cannot {operation}: cache {settings.CACHE_NAME!r} is not a Redis cache and cannot "
+            "enumerate its keys; use explain and release with a task's arguments instead"
+        )
+        raise OperationError(msg)
+    return store

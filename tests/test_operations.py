@@ -1,0 +1,304 @@
+"""``manage.py celery_events``: explain, list and release the locks and ignore windows of calls."""
+
+from __future__ import annotations
+
+import json
+import time
+from io import StringIO
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import CommandError, call_command
+
+from celery_events import operations
+from celery_events.config import settings as celery_events_settings
+from celery_events.locks import get_lock_store
+from tests import tasks
+from tests.lock_helpers import use_cache
+from tests.redis_monitor import monitored
+
+TASK = "tests.tasks.ops_unique_ignored"
+UNRELATED = 100_000
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("celery_events", *args, stdout=out)
+    return out.getvalue()
+
+
+def hold(x: int, task_id: str, ttl: float = 60) -> str:
+    """Take the unique lock of ``ops_unique_ignored(x)`` for ``task_id``, as a trigger does."""
+    unique_key = tasks.ops_unique_ignored.unique_key_generator(
+        celery_events_settings.UNIQUE_TASK_KEY_PREFIX, [x], {}
+    )
+    get_lock_store().admit(
+        task_id=task_id, unique_key=unique_key, lock_ttl=ttl, ignore_key=None, task_name=TASK
+    )
+    return unique_key
+
+
+def succeed(x: int) -> str:
+    """Run ``ops_unique_ignored(x)`` to success, which opens its ignore window; return its id."""
+    return str(tasks.ops_unique_ignored.apply(args=(x,)).id)
+
+
+def explain_json(*args: str) -> dict:
+    return json.loads(run("explain", TASK, *args, "--json"))
+
+
+def test_explain_a_free_call_says_it_triggers():
+    explained = explain_json("--args", "[1]")
+
+    assert explained["lock"]["task_id"] is None
+    assert explained["window"]["task_id"] is None
+    assert explained["next_call"] == "triggered"
+
+
+def test_explain_a_held_lock_names_its_holder_and_time_left():
+    hold(1, "holder-1", ttl=30)
+
+    explained = explain_json("--args", "[1]")
+    text = run("explain", TASK, "--args", "[1]")
+
+    assert explained["lock"]["task_id"] == "holder-1"
+    assert 0 < explained["lock"]["ttl"] <= 30
+    assert explained["next_call"] == "unique"
+    assert "held by holder-1" in text
+    assert "return the holder's result (holder-1)" in text
+
+
+def test_explain_an_open_ignore_window_says_the_call_is_ignored():
+    opener = succeed(2)
+
+    explained = explain_json("--args", "[2]", "--kwargs", "{}")
+
+    assert explained["window"]["task_id"] == opener
+    assert 0 < explained["window"]["ttl"] <= 120
+    assert explained["lock"]["task_id"] is None  # released by the success
+    assert explained["next_call"] == "ignored"
+    assert tasks.ops_unique_ignored.apply_async(args=(2,)).state == "IGNORED"
+
+
+def test_explain_keys_are_the_ones_the_task_uses():
+    hold(3, "holder-3")
+
+    # Keyword arguments in any order name the same call, as for the task.
+    by_kwargs = explain_json("--kwargs", '{"label": "b", "x": 3}')
+    by_args = explain_json("--args", "[3]")
+
+    assert by_args["lock"]["task_id"] == "holder-3"
+    assert by_kwargs["lock"]["task_id"] is None
+    assert tasks.ops_unique_ignored.is_processing(args=[3]) is True
+
+
+def test_explain_on_a_cache_that_is_not_redis(settings):
+    use_cache(settings, "locmem", django_settings.CACHES["locmem"])
+    hold(4, "holder-4")
+
+    explained = explain_json("--args", "[4]")
+
+    assert explained["lock"]["task_id"] == "holder-4"
+    assert explained["next_call"] == "unique"
+
+
+def test_list_shows_locks_and_windows_sorted_by_time_left():
+    hold(1, "holder-1", ttl=30)
+    opener = succeed(2)
+
+    listed = json.loads(run("list", "--json"))
+    text = run("list")
+
+    assert [(key["kind"], key["task_id"]) for key in listed] == [
+        ("unique", "holder-1"),
+        ("ignore", opener),
+    ]
+    assert {key["task_name"] for key in listed} == {TASK}
+    assert listed[0]["ttl"] <= listed[1]["ttl"]
+    assert text.splitlines()[0].split() == ["TIME", "LEFT", "KIND", "TASK", "TASK", "ID", "KEY"]
+    assert "holder-1" in text.splitlines()[1]
+
+
+def test_list_filters_by_task():
+    hold(1, "holder-1")
+    tasks.locks_unique.apply(args=("x",))  # released at once; a hold of another task:
+    get_lock_store().admit(
+        task_id="other", unique_key="other-key", lock_ttl=60, ignore_key=None, task_name="other"
+    )
+
+    assert [key["task_id"] for key in json.loads(run("list", "--task", TASK, "--json"))] == [
+        "holder-1"
+    ]
+    assert run("list", "--task", "tests.tasks.locks_unique") == (
+        "no unique lock is held and no ignore window is open\n"
+    )
+
+
+def test_list_skips_a_lock_released_by_its_task():
+    unique_key = hold(1, "holder-1")
+    get_lock_store().release(
+        task_id="holder-1", unique_key=unique_key, ignore_key=None, ignore_ttl=None, task_name=TASK
+    )
+
+    assert json.loads(run("list", "--json")) == []
+
+
+def test_index_entries_expire_with_their_keys(redis_client):
+    hold(1, "holder-1", ttl=30)
+
+    entries = list(
+        redis_client.scan_iter(
+            match=f"{django_settings.KEY_PREFIX}*celery-events|held|*", count=1000
+        )
+    )
+
+    assert len(entries) == 1
+    assert 0 < redis_client.pttl(entries[0]) <= 30_000
+
+
+def test_list_with_100000_unrelated_keys_scans_and_leaves_them(redis_client):
+    prefix = f"{django_settings.KEY_PREFIX}unrelated:"
+    pipe = redis_client.pipeline(transaction=False)
+    for start in range(0, UNRELATED, 10_000):
+        pipe.mset({f"{prefix}{n}": n for n in range(start, start + 10_000)})
+    pipe.execute()
+    try:
+        hold(1, "holder-1")
+
+        with monitored(django_settings.REDIS_URL) as commands:
+            listed = json.loads(run("list", "--json"))
+
+        remaining = sum(1 for _ in redis_client.scan_iter(match=f"{prefix}*", count=10_000))
+        assert [key["task_id"] for key in listed] == ["holder-1"]
+        assert remaining == UNRELATED
+        # SCAN walks the keyspace in steps; KEYS would block Redis for all 100,000 at once.
+        assert "SCAN" in commands.sent
+        assert "KEYS" not in commands.sent
+    finally:
+        keys = list(redis_client.scan_iter(match=f"{prefix}*", count=10_000))
+        for start in range(0, len(keys), 10_000):
+            redis_client.delete(*keys[start : start + 10_000])
+
+
+def test_list_on_a_cache_that_cannot_enumerate_says_so(settings):
+    use_cache(settings, "locmem", django_settings.CACHES["locmem"])
+
+    with pytest.raises(CommandError, match=r"'locmem' is not a Redis cache and cannot enumerate"):
+        run("list")
+
+
+def test_release_removes_the_lock_and_the_window_and_prints_them():
+    hold(1, "holder-1")
+    opener = succeed(2)
+
+    lock_out = run("release", TASK, "--args", "[1]", "--yes")
+    window_out = run("release", TASK, "--args", "[2]", "--ignore", "--yes")
+
+    assert "released unique lock" in lock_out
+    assert "of holder-1" in lock_out
+    assert "released ignore window" in window_out
+    assert opener in window_out
+    assert explain_json("--args", "[1]")["next_call"] == "triggered"
+    assert explain_json("--args", "[2]")["next_call"] == "triggered"
+
+
+def test_release_lock_only_keeps_the_window():
+    opener = succeed(1)
+
+    out = run("release", TASK, "--args", "[1]", "--lock", "--yes")
+
+    assert out == f"nothing to release for {TASK}(*[1], **{{}})\n"
+    assert explain_json("--args", "[1]")["window"]["task_id"] == opener
+
+
+def test_release_asks_for_confirmation(monkeypatch):
+    hold(1, "holder-1")
+    monkeypatch.setattr("builtins.input", lambda _: "n")
+
+    out = run("release", TASK, "--args", "[1]")
+
+    assert out.endswith("nothing released\n")
+    assert explain_json("--args", "[1]")["lock"]["task_id"] == "holder-1"
+
+
+def test_release_all_of_a_task():
+    hold(1, "holder-1")
+    hold(2, "holder-2")
+    opener = succeed(3)
+    get_lock_store().admit(
+        task_id="other", unique_key="other-key", lock_ttl=60, ignore_key=None, task_name="other"
+    )
+
+    out = run("release", "--task", TASK, "--all", "--yes")
+
+    assert {line.split()[-1] for line in out.splitlines() if line.startswith("released")} == {
+        "holder-1",
+        "holder-2",
+        opener,
+    }
+    assert [key["task_name"] for key in json.loads(run("list", "--json"))] == ["other"]
+
+
+def test_release_racing_a_new_holder_keeps_the_new_holders_lock(monkeypatch):
+    unique_key = hold(1, "old")
+    store = get_lock_store()
+
+    def new_holder_takes_over(prompt: str) -> str:
+        # Between the explain and the release, the old holder finishes and a new call triggers.
+        store.release(
+            task_id="old", unique_key=unique_key, ignore_key=None, ignore_ttl=None, task_name=TASK
+        )
+        hold(1, "new")
+        return "y"
+
+    monkeypatch.setattr("builtins.input", new_holder_takes_over)
+
+    out = run("release", TASK, "--args", "[1]", "--lock")
+
+    assert "released unique lock" not in out
+    assert "no longer holds old" in out
+    assert store.holder(unique_key) == "new"
+    assert [key["task_id"] for key in json.loads(run("list", "--json"))] == ["new"]
+
+
+def test_release_of_an_explanation_is_owner_safe():
+    task = operations.get_task(TASK)
+    unique_key = hold(1, "old", ttl=0.05)
+    explanation = operations.explain(task, [1], {})
+    time.sleep(0.1)  # the old lock expires
+    hold(1, "new")
+
+    assert operations.release(task, explanation) == []
+    assert get_lock_store().holder(unique_key) == "new"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["explain", "tests.tasks.nope"], r"unknown task 'tests.tasks.nope'"),
+        (["explain", TASK, "--args", "[1"], r"--args '\[1' is not JSON"),
+        (["explain", TASK, "--args", '{"x": 1}'], r"""--args '\{"x": 1\}' is not a JSON list"""),
+        (["explain", TASK, "--kwargs", "[1]"], r"--kwargs '\[1\]' is not a JSON object"),
+        (["explain", TASK, "--kwargs", "{x}"], r"--kwargs '\{x\}' is not JSON"),
+        (["explain", "tests.tasks.add", "--args", "[1, 2]"], r"'tests.tasks.add' is neither"),
+        (["release", "tests.tasks.add", "--yes"], r"'tests.tasks.add' is neither"),
+        (["release", "--task", "tests.tasks.nope", "--all", "--yes"], r"unknown task"),
+        (["release", "--all", "--yes"], r"release --all needs --task NAME"),
+        (["explain"], r"name the task"),
+    ],
+    ids=[
+        "unknown-task",
+        "args-not-json",
+        "args-not-list",
+        "kwargs-not-object",
+        "kwargs-not-json",
+        "neither-unique-nor-ignore",
+        "release-neither",
+        "release-all-unknown-task",
+        "release-all-without-task",
+        "no-task",
+    ],
+)
+def test_bad_input_is_a_command_error_naming_it(args, message):
+    with pytest.raises(CommandError, match=message):
+        run(*args)
