@@ -8,11 +8,14 @@ which it deletes at the end.
 
 Every event of ``celery_events.signals.ALL_SIGNALS`` is printed as it is sent, from the caller
 (the main thread) and from the worker (its threads) alike; the invocation id joins the events
-of one call, the task id those of one task.
+of one call, the task id those of one task. The settings switch on both built-in exporters: after
+the run, the demo prints the structlog exporter's log lines and the OpenTelemetry exporter's spans
+as a tree.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -22,13 +25,19 @@ from typing import TYPE_CHECKING, Any
 
 import django
 import redis
+import structlog
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.core.management import call_command
 from django.db import transaction
 from django.utils import timezone
 from kombu.utils.url import maybe_sanitize_url
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from celery_events.exporters.opentelemetry import format_span_tree
 from celery_events.signals import ALL_SIGNALS
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
@@ -259,8 +268,36 @@ def forget_redis_keys() -> None:
         client.delete(*keys)
 
 
+def configure_telemetry() -> tuple[io.StringIO, InMemorySpanExporter]:
+    """Send structlog's lines to a buffer and the finished spans to memory, to print at the end.
+
+    A project would log to its stream and export spans to a collector instead. With
+    ``merge_contextvars``, a task's own lines carry the invocation id and task id that the
+    structlog exporter binds while the task runs.
+
+    Returns:
+        The buffer of log lines, and the exporter holding the finished spans.
+    """
+    log_lines = io.StringIO()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S"),
+            structlog.dev.ConsoleRenderer(colors=False),
+        ],
+        logger_factory=structlog.PrintLoggerFactory(log_lines),
+    )
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    trace.set_tracer_provider(tracer_provider)
+    return log_lines, spans
+
+
 def main() -> None:
     """Migrate the database, run every scenario with an in-process worker, then sum up."""
+    log_lines, spans = configure_telemetry()
     call_command("migrate", verbosity=0)
     print(f"celery-events demo; broker, result backend and cache: {services()}")
     print(f"Every event of the bus, as it is sent:\n{EventStream.HEADER}")
@@ -274,6 +311,10 @@ def main() -> None:
     finally:
         forget_redis_keys()
     print_calls(stream.events)
+    print("\nThe structlog exporter's log lines (and charge_card's own, which carry its ids):")
+    print(log_lines.getvalue(), end="")
+    print("\nThe OpenTelemetry exporter's spans, drawn by format_span_tree():")
+    print(format_span_tree(spans.get_finished_spans()))
 
 
 if __name__ == "__main__":

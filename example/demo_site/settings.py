@@ -63,6 +63,6 @@ LOGGING = {
 }
 
 # The built-in exporters turn the event stream into structlog log lines and OpenTelemetry
-# spans; they are switched on here, e.g. ["structlog", "opentelemetry"] (docs/exporters.md).
-# The demo prints the bare event bus.
-DJANGO_CELERY_EXTENSIONS_EXPORTERS: list[str] = []
+# spans (docs/exporters.md). Where those go is the project's to configure: demo.py sends the
+# lines to a buffer and the spans to the SDK's in-memory exporter, and prints both at the end.
+DJANGO_CELERY_EXTENSIONS_EXPORTERS = ["structlog", "opentelemetry"]

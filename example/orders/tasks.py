@@ -10,12 +10,15 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+import structlog
 from demo_site.celery import app
 
 from orders.models import Order
 
 if TYPE_CHECKING:
     from celery_events.task import DjangoTask
+
+logger = structlog.get_logger(__name__)
 
 
 class PaymentGatewayError(Exception):
@@ -53,6 +56,7 @@ def send_weekly_digest(email: str) -> str:
 @app.task(bind=True, autoretry_for=(PaymentGatewayError,), default_retry_delays=(0.2, 0.4))
 def charge_card(self: DjangoTask, order_id: int) -> str:
     """Charge an order's card; the gateway is busy on the first two attempts."""
+    logger.info("charging_card", order_id=order_id, attempt=self.request.retries + 1)
     if self.request.retries < 2:
         msg = f"gateway busy on attempt {self.request.retries + 1}"
         raise PaymentGatewayError(msg)
