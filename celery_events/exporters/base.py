@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Protocol, TypeVar
 
 from django.core.exceptions import ImproperlyConfigured
@@ -110,27 +110,36 @@ class InFlight(Generic[K, V]):
     on-commit call whose transaction rolled back, a task that raised ``Ignore``) cannot make it
     grow for ever. A dropped entry's end, if it comes after all, finds nothing and is skipped.
 
+    Every operation is one call of the ordered dict, which is atomic, so no lock is taken: this
+    runs on every event of every call. Threads adding past the bound at once may each drop an
+    entry, leaving fewer than ``maxsize`` for a moment.
+
     Args:
         maxsize: the most entries kept.
     """
 
+    __slots__ = ("_entries", "maxsize")
+
     def __init__(self, maxsize: int) -> None:
         self.maxsize = maxsize
         self._entries: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
 
     def add(self, key: K, value: V) -> None:
         """Keep ``value`` under ``key``; drop the oldest entry when past the bound."""
-        with self._lock:
-            self._entries[key] = value
-            if len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
+        entries = self._entries
+        entries[key] = value
+        if len(entries) > self.maxsize:
+            with suppress(KeyError):  # another thread emptied it meanwhile
+                entries.popitem(last=False)
 
     def pop(self, key: K) -> V | None:
         """Remove and return the value under ``key``, or None when there is none."""
-        with self._lock:
-            return self._entries.pop(key, None)
+        return self._entries.pop(key, None)
 
     def __len__(self) -> int:
         """Return how many entries are kept."""
         return len(self._entries)
+
+    def __bool__(self) -> bool:
+        """Return whether any entry is kept."""
+        return bool(self._entries)

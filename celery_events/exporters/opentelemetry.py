@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from celery import signals as celery_signals
 from celery import states
@@ -59,11 +58,8 @@ class _RequestHeaders(Getter["Request"]):
 _REQUEST_HEADERS = _RequestHeaders()
 
 
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    span: Span
-    token: Token[Context]
-    start: float
+_Attempt: TypeAlias = "tuple[Span, Token[Context], float]"
+"""A running attempt: its span, the token of the context it attached, its start time."""
 
 
 class OpenTelemetryExporter(SignalExporter):
@@ -159,9 +155,12 @@ class OpenTelemetryExporter(SignalExporter):
         span = self._calls.pop(invocation_id)
         if span is None:
             return
-        span.set_attribute(semconv.INVOCATION_OUTCOME, outcome)
-        if task_id is not None:
-            span.set_attribute(semconv.MESSAGING_MESSAGE_ID, task_id)
+        if task_id is None:
+            span.set_attribute(semconv.INVOCATION_OUTCOME, outcome)
+        else:  # both at once: the span takes its lock once
+            span.set_attributes(
+                {semconv.INVOCATION_OUTCOME: outcome, semconv.MESSAGING_MESSAGE_ID: task_id}
+            )
         headers = options.get("headers")
         if headers is not None:
             # Published with the message when the call triggers; read back by a timeout.
@@ -224,7 +223,7 @@ class OpenTelemetryExporter(SignalExporter):
             links=links,
         )
         token = context.attach(trace.set_span_in_context(span, carried))
-        self._attempts.add((task_id, request.retries), _Attempt(span, token, time.perf_counter()))
+        self._attempts.add((task_id, request.retries), (span, token, time.perf_counter()))
 
     def _retrying(
         self,
@@ -249,7 +248,8 @@ class OpenTelemetryExporter(SignalExporter):
 
     def _postrun(self, *, task: Task[Any, Any], task_id: str, state: str | None, **_: Any) -> None:
         """End the span of an attempt that sent no end event: it raised Ignore or Reject."""
-        self._end_attempt(task, task_id, str(state))
+        if self._attempts:  # usually empty: the attempt's end event already ended its span
+            self._end_attempt(task, task_id, str(state))
 
     def _end_attempt(
         self,
@@ -260,19 +260,19 @@ class OpenTelemetryExporter(SignalExporter):
         retry: Attributes = None,
         exc: BaseException | None = None,
     ) -> None:
-        attempt = self._attempts.pop((task_id, task.request.retries))
+        attempt: _Attempt | None = self._attempts.pop((task_id, task.request.retries))
         if attempt is None:
             return
-        span = attempt.span
+        span, token, start = attempt
         if retry is not None:
             span.add_event(semconv.RETRY_EVENT, retry)
         if exc is not None:
             _record_error(span, exc)
         span.set_attribute(semconv.TASK_STATE, state)
         span.end()
-        context.detach(attempt.token)
+        context.detach(token)
         self._durations.record(
-            time.perf_counter() - attempt.start,
+            time.perf_counter() - start,
             {semconv.TASK_NAME: task.name, semconv.TASK_STATE: state},
         )
 

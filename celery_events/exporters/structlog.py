@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import structlog
 from celery import signals as celery_signals
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from celery_events import signals
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from celery import Task
+    from celery.app.task import Context as Request
 
 __all__ = ["DEFAULT_LEVELS", "EVENT_NAMES", "LEVEL_NAMES", "StructlogExporter"]
 
@@ -59,10 +60,8 @@ DEFAULT_LEVELS: Final[Mapping[str, str]] = MappingProxyType(
 """The level of each log event unless the ``levels`` option says otherwise."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Attempt:
-    start: float
-    tokens: Mapping[str, Token[Any]]
+_Attempt: TypeAlias = "tuple[float, Mapping[str, Token[Any]]]"
+"""A running attempt: its start (``time.perf_counter()``) and the context tokens it bound."""
 
 
 class StructlogExporter(SignalExporter):
@@ -126,7 +125,8 @@ class StructlogExporter(SignalExporter):
             celery_signals.task_postrun: self._postrun,
         }
 
-    # The caller's side.
+    # The caller's side. Each receiver builds its line's fields in one dict: this runs on every
+    # call of every task.
 
     def _applied(
         self,
@@ -138,11 +138,17 @@ class StructlogExporter(SignalExporter):
         options: Mapping[str, Any],
         **_: Any,
     ) -> None:
-        fields = _call_fields(task, invocation_id, None, options)
-        fields["is_on_commit"] = options["is_on_commit"]
+        fields = {
+            "invocation_id": invocation_id,
+            "task_id": None,
+            "task_name": task.name,
+            "queue": options["queue"],
+            "is_on_commit": options["is_on_commit"],
+        }
         if self._log_args:
-            fields.update(args=args, kwargs=kwargs)
-        self._log("invocation_applied", fields)
+            fields["args"] = args
+            fields["kwargs"] = kwargs
+        getattr(self._logger, self._levels["invocation_applied"])("invocation_applied", **fields)
 
     def _triggered(
         self,
@@ -153,9 +159,15 @@ class StructlogExporter(SignalExporter):
         options: Mapping[str, Any],
         **_: Any,
     ) -> None:
-        fields = _call_fields(task, invocation_id, task_id, options)
-        fields["eta"] = _isoformat(options["eta"])
-        self._log("invocation_triggered", fields)
+        eta = options["eta"]
+        getattr(self._logger, self._levels["invocation_triggered"])(
+            "invocation_triggered",
+            invocation_id=invocation_id,
+            task_id=task_id,
+            task_name=task.name,
+            queue=options["queue"],
+            eta=None if eta is None else eta.isoformat(),
+        )
 
     def _invocation(
         self,
@@ -167,7 +179,13 @@ class StructlogExporter(SignalExporter):
         options: Mapping[str, Any],
         **_: Any,
     ) -> None:
-        self._log(event, _call_fields(task, invocation_id, task_id, options))
+        getattr(self._logger, self._levels[event])(
+            event,
+            invocation_id=invocation_id,
+            task_id=task_id,
+            task_name=task.name,
+            queue=options["queue"],
+        )
 
     # Where the task runs.
 
@@ -181,14 +199,21 @@ class StructlogExporter(SignalExporter):
         kwargs: Any,
         **_: Any,
     ) -> None:
-        tokens = structlog.contextvars.bind_contextvars(
-            invocation_id=invocation_id, task_id=task_id
-        )
-        self._attempts.add((task_id, task.request.retries), _Attempt(time.perf_counter(), tokens))
-        fields = _attempt_fields(task, invocation_id, task_id)
+        tokens = bind_contextvars(invocation_id=invocation_id, task_id=task_id)
+        request = task.request
+        retries = request.retries
+        self._attempts.add((task_id, retries), (time.perf_counter(), tokens))
+        fields = {
+            "invocation_id": invocation_id,
+            "task_id": task_id,
+            "task_name": task.name,
+            "queue": _queue(request),
+            "retries": retries,
+        }
         if self._log_args:
-            fields.update(args=args, kwargs=kwargs)
-        self._log("task_started", fields)
+            fields["args"] = args
+            fields["kwargs"] = kwargs
+        getattr(self._logger, self._levels["task_started"])("task_started", **fields)
 
     def _retrying(
         self,
@@ -201,7 +226,11 @@ class StructlogExporter(SignalExporter):
         **_: Any,
     ) -> None:
         self._ended(
-            "task_retrying", task, invocation_id, task_id, eta=_isoformat(eta), error=repr(exc)
+            "task_retrying",
+            task,
+            invocation_id,
+            task_id,
+            {"eta": None if eta is None else eta.isoformat(), "error": repr(exc)},
         )
 
     def _failed(
@@ -213,58 +242,50 @@ class StructlogExporter(SignalExporter):
         exc: BaseException,
         **_: Any,
     ) -> None:
-        self._ended("task_failed", task, invocation_id, task_id, exc_info=exc)
+        self._ended("task_failed", task, invocation_id, task_id, {"exc_info": exc})
 
     def _succeeded(
         self, task: Task[Any, Any], *, invocation_id: str, task_id: str, **_: Any
     ) -> None:
-        self._ended("task_succeeded", task, invocation_id, task_id)
+        self._ended("task_succeeded", task, invocation_id, task_id, None)
 
     def _ended(
-        self, event: str, task: Task[Any, Any], invocation_id: str, task_id: str, **extra: Any
+        self,
+        event: str,
+        task: Task[Any, Any],
+        invocation_id: str,
+        task_id: str,
+        extra: dict[str, Any] | None,
     ) -> None:
         """Log the end of an attempt with its duration, then reset the context it bound."""
-        attempt = self._attempts.pop((task_id, task.request.retries))
-        fields = _attempt_fields(task, invocation_id, task_id)
-        fields["duration_ms"] = (
-            None if attempt is None else round((time.perf_counter() - attempt.start) * 1000, 3)
-        )
-        fields.update(extra)
-        self._log(event, fields)
+        request = task.request
+        retries = request.retries
+        attempt: _Attempt | None = self._attempts.pop((task_id, retries))
+        fields = {
+            "invocation_id": invocation_id,
+            "task_id": task_id,
+            "task_name": task.name,
+            "queue": _queue(request),
+            "retries": retries,
+            "duration_ms": None
+            if attempt is None
+            else round((time.perf_counter() - attempt[0]) * 1000, 3),
+        }
+        if extra is not None:
+            fields.update(extra)
+        getattr(self._logger, self._levels[event])(event, **fields)
         if attempt is not None:
-            structlog.contextvars.reset_contextvars(**attempt.tokens)
+            reset_contextvars(**attempt[1])
 
     def _postrun(self, *, task: Task[Any, Any], task_id: str, **_: Any) -> None:
         """Reset the context of an attempt that sent no end event: it raised Ignore or Reject."""
-        attempt = self._attempts.pop((task_id, task.request.retries))
+        if not self._attempts:  # the usual case: the attempt's end event already did
+            return
+        attempt: _Attempt | None = self._attempts.pop((task_id, task.request.retries))
         if attempt is not None:
-            structlog.contextvars.reset_contextvars(**attempt.tokens)
-
-    def _log(self, event: str, fields: dict[str, Any]) -> None:
-        getattr(self._logger, self._levels[event])(event, **fields)
+            reset_contextvars(**attempt[1])
 
 
-def _call_fields(
-    task: Task[Any, Any], invocation_id: str, task_id: str | None, options: Mapping[str, Any]
-) -> dict[str, Any]:
-    return {
-        "invocation_id": invocation_id,
-        "task_id": task_id,
-        "task_name": task.name,
-        "queue": options["queue"],
-    }
-
-
-def _attempt_fields(task: Task[Any, Any], invocation_id: str, task_id: str) -> dict[str, Any]:
-    request = task.request
-    return {
-        "invocation_id": invocation_id,
-        "task_id": task_id,
-        "task_name": task.name,
-        "queue": (request.delivery_info or {}).get("routing_key"),
-        "retries": request.retries,
-    }
-
-
-def _isoformat(when: datetime | None) -> str | None:
-    return None if when is None else when.isoformat()
+def _queue(request: Request) -> str | None:
+    delivery_info = request.delivery_info
+    return delivery_info.get("routing_key") if delivery_info else None
