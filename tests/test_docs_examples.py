@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import structlog
 from celery.exceptions import CDeprecationWarning
 from django.contrib.auth.models import User
 from django.core.checks import run_checks
@@ -483,3 +484,68 @@ def test_cluster_example_names_its_cache_for_the_locks():
 
     assert example.DJANGO_CELERY_EXTENSIONS_CACHE_NAME in example.CLUSTER_CACHES
     assert example.CLUSTER_CACHES["locks"]["BACKEND"].endswith("RedisClusterCache")
+
+
+def test_exporter_settings_examples_connect_their_exporters():
+    from celery_events.exporters import connect_exporters, disconnect_exporters  # noqa: PLC0415
+
+    for module in ("exporter_settings", "exporter_options", "alerts"):
+        setting = _example(module).DJANGO_CELERY_EXTENSIONS_EXPORTERS
+        connected = connect_exporters(setting)
+        try:
+            assert len(connected) == len(setting)
+        finally:
+            disconnect_exporters(connected)
+
+
+def test_exporter_testing_example_sees_the_retry(eager, sms_gateway):
+    sms_gateway.busy_times = 1
+
+    _example("exporter_recipes").test_retry_is_logged()
+
+
+def test_structlog_example_renders_the_ids_a_task_binds(eager, capsys):
+    recipes = _example("exporter_recipes")
+    saved = structlog.get_config()
+    try:
+        recipes.configure_logging()
+        with override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS=["structlog"]):
+            result = _example("notifications.sms").send_sms.delay("+420123456789", "hi")
+    finally:
+        structlog.configure(**saved)
+
+    output = capsys.readouterr().out
+    assert "task_succeeded " in output
+    assert f"task_id={result.task_id}" in output
+
+
+def test_span_recorder_example_records_the_spans_of_a_call(eager):
+    from celery_events.exporters.opentelemetry import format_span_tree  # noqa: PLC0415
+
+    spans = _example("exporter_recipes").record_spans()
+    with override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS=["opentelemetry"]):
+        _example("notifications.sms").send_sms.delay("+420123456789", "hi")
+
+    tree = format_span_tree(spans.get_finished_spans())
+    assert "apply_async notifications.sms.send_sms" in tree
+    assert "run notifications.sms.send_sms" in tree
+
+
+def test_custom_exporter_example_pages_on_failure(eager, sms_gateway):
+    from celery_events.exporters import connect_exporters, disconnect_exporters  # noqa: PLC0415
+
+    alerts = _example("alerts")
+    (pager,) = connect_exporters(alerts.DJANGO_CELERY_EXTENSIONS_EXPORTERS)
+    sms_gateway.busy_times = 10
+    try:
+        result = _example("notifications.sms").send_sms.delay("+420123456789", "hi")
+    finally:
+        disconnect_exporters([pager])
+
+    assert result.state == "FAILURE"
+    assert pager.paged == [
+        (
+            f"tasks: notifications.sms.send_sms failed ({result.invocation_id}): "
+            "GatewayBusyError('try again later')"
+        )
+    ]
