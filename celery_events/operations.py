@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from celery import current_app
 
@@ -105,29 +105,34 @@ def get_task(name: str) -> DjangoTask:
     return task
 
 
+_Parsed = TypeVar("_Parsed", list[Any], dict[str, Any])
+
+
 def parse_call(args: str | None, kwargs: str | None) -> tuple[list[Any], dict[str, Any]]:
     """Return a call's arguments from their JSON: a list and an object.
 
     Raises:
         OperationError: either is not JSON, or not of its type.
     """
+    return (
+        _parse_json("--args", args, list, "a JSON list"),
+        _parse_json("--kwargs", kwargs, dict, "a JSON object"),
+    )
+
+
+def _parse_json(option: str, text: str | None, kind: type[_Parsed], described: str) -> _Parsed:
+    """Return ``option``'s JSON ``text`` as a ``kind`` (empty when not given)."""
+    if not text:
+        return kind()
     try:
-        call_args = json.loads(args) if args else []
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
-        msg = f"--args {args!r} is not JSON: {exc}"
+        msg = f"{option} {text!r} is not JSON: {exc}"
         raise OperationError(msg) from exc
-    if not isinstance(call_args, list):
-        msg = f"--args {args!r} is not a JSON list"
+    if not isinstance(value, kind):
+        msg = f"{option} {text!r} is not {described}"
         raise OperationError(msg)
-    try:
-        call_kwargs = json.loads(kwargs) if kwargs else {}
-    except json.JSONDecodeError as exc:
-        msg = f"--kwargs {kwargs!r} is not JSON: {exc}"
-        raise OperationError(msg) from exc
-    if not isinstance(call_kwargs, dict):
-        msg = f"--kwargs {kwargs!r} is not a JSON object"
-        raise OperationError(msg)
-    return call_args, call_kwargs
+    return value
 
 
 def _call_keys(
