@@ -21,6 +21,7 @@ With no receiver connected, sending a signal costs one attribute check.
 from __future__ import annotations
 
 import logging
+from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from blinker import ANY, NamedSignal, Namespace
@@ -87,7 +88,7 @@ class EventSignal(NamedSignal):
         results = []
         for receiver in self.receivers_for(sender):
             try:
-                if _async_wrapper is not None and _is_coroutine_function(receiver):
+                if _async_wrapper is not None and iscoroutinefunction(receiver):
                     receiver = _async_wrapper(receiver)  # noqa: PLW2901
                 results.append((receiver, receiver(sender, **kwargs)))
             except Exception:  # noqa: PERF203 - each receiver is isolated from the others
@@ -102,12 +103,6 @@ class EventSignal(NamedSignal):
 def _unproxied(sender: Any) -> Any:
     # The events are sent by the task itself, never by the proxy standing in for it.
     return sender._get_current_object() if isinstance(sender, Proxy) else sender  # noqa: SLF001
-
-
-def _is_coroutine_function(func: Callable[..., Any]) -> bool:
-    from inspect import iscoroutinefunction  # noqa: PLC0415 - only for the rare async receiver
-
-    return iscoroutinefunction(func)
 
 
 class _EventNamespace(Namespace):
