@@ -1,8 +1,13 @@
 """The message headers a DjangoTask call carries to the worker.
 
-A triggered call is published with its invocation id, and with the keys of its unique lock and
-ignore window when it has them, so that the worker releases exactly the key the caller took and
-every event of the call, on both sides and across retries, carries the same invocation id.
+A triggered call is published with its invocation id, and with the key and stale time limit of
+its unique lock and the key of its ignore window when it has them, so that the worker checks and
+releases exactly the key the caller took and every event of the call, on both sides and across
+retries, carries the same invocation id. A *stand-in* (the message of a canvas member that joined
+a running call or was ignored, see :mod:`celery_events.worker`) also carries ``stand_in``.
+
+These names are the library's own: a caller's headers of the same names are replaced when a call
+triggers (an ``invocation_id`` header is taken as the call's invocation id).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ __all__ = [
     "CARRIED_HEADERS",
     "IGNORE_KEY_HEADER",
     "INVOCATION_ID_HEADER",
+    "RESERVED_HEADERS",
+    "STALE_TIME_LIMIT_HEADER",
+    "STAND_IN_HEADER",
     "UNIQUE_KEY_HEADER",
     "read_header",
 ]
@@ -23,11 +31,22 @@ __all__ = [
 INVOCATION_ID_HEADER: Final = "invocation_id"
 """The id that every event of one call carries, from the caller's apply to the last attempt."""
 UNIQUE_KEY_HEADER: Final = "unique_key"
-"""The unique lock's key, so the worker releases exactly the key the caller took."""
+"""The unique lock's key, so the worker checks and releases exactly the key the caller took."""
+STALE_TIME_LIMIT_HEADER: Final = "stale_time_limit"
+"""Seconds the unique lock lives, so the worker can take it again after it expired."""
 IGNORE_KEY_HEADER: Final = "ignore_key"
 """The ignore window's key, opened by the worker after a success."""
-CARRIED_HEADERS: Final = (INVOCATION_ID_HEADER, UNIQUE_KEY_HEADER, IGNORE_KEY_HEADER)
+STAND_IN_HEADER: Final = "stand_in"
+"""What a stand-in message stands for: ``{"holder": task id, ...}`` or ``{"ignored": True}``."""
+CARRIED_HEADERS: Final = (
+    INVOCATION_ID_HEADER,
+    UNIQUE_KEY_HEADER,
+    STALE_TIME_LIMIT_HEADER,
+    IGNORE_KEY_HEADER,
+)
 """The headers a retry re-publishes with."""
+RESERVED_HEADERS: Final = frozenset((*CARRIED_HEADERS, STAND_IN_HEADER))
+"""Every header name the library writes; a caller's values for them never reach the worker."""
 
 
 def read_header(request: Context, name: str) -> Any:

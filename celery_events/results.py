@@ -9,7 +9,7 @@ from celery.exceptions import CeleryError, TimeoutError  # noqa: A004 - what Cel
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["IgnoredResult", "NotTriggeredCeleryError", "ResultWrapper"]
+__all__ = ["FailedTriggerResult", "IgnoredResult", "NotTriggeredCeleryError", "ResultWrapper"]
 
 
 class NotTriggeredCeleryError(CeleryError):
@@ -19,11 +19,18 @@ class NotTriggeredCeleryError(CeleryError):
 class IgnoredResult:
     """The result of a call that was ignored: the same call succeeded within its ignore window.
 
-    Its ``state`` is ``'IGNORED'``, ``get()`` returns None, and there is no task id.
+    Its ``state`` is ``'IGNORED'`` and ``get()`` returns None. It has no task id, except for a
+    call that a canvas (or a ``link``, or a task id given in advance) waits on: its stand-in is
+    published under that id and completes with None, so that what follows it runs.
+
+    Args:
+        task_id: the stand-in's task id, for a canvas member; None otherwise.
     """
 
     state: ClassVar[str] = "IGNORED"
-    id: ClassVar[None] = None
+
+    def __init__(self, task_id: str | None = None) -> None:
+        self.id = task_id
 
     def get(self, *args: Any, **kwargs: Any) -> None:
         """Return None at once: an ignored call has no result to wait for."""
@@ -37,8 +44,55 @@ class IgnoredResult:
         return False
 
     @property
+    def task_id(self) -> str | None:
+        """The stand-in's task id for a canvas member; None otherwise."""
+        return self.id
+
+
+class FailedTriggerResult:
+    """The result of an on-commit call whose trigger failed after its transaction committed.
+
+    Nothing was published. Its ``state`` is ``'FAILURE'``; ``get()`` raises the error (or
+    returns it, with ``propagate=False``), as Celery's result of a failed task does.
+
+    Args:
+        exc: what the trigger raised (``LockStoreUnavailableError``, ``EncodeError``, a broker
+            error...).
+
+    .. versionadded:: 0.1.0
+    """
+
+    state: ClassVar[str] = "FAILURE"
+    id: ClassVar[None] = None
+
+    def __init__(self, exc: Exception) -> None:
+        self.result = exc
+
+    def get(self, timeout: float | None = None, propagate: bool = True, **kwargs: Any) -> Any:
+        """Raise the trigger's error, or return it when ``propagate`` is False.
+
+        Raises:
+            Exception: what the trigger raised.
+        """
+        if propagate:
+            raise self.result
+        return self.result
+
+    def ready(self) -> bool:
+        """Return True: the call has its outcome."""
+        return True
+
+    def successful(self) -> bool:
+        """Return False: nothing ran."""
+        return False
+
+    def failed(self) -> bool:
+        """Return True: the call failed to trigger."""
+        return True
+
+    @property
     def task_id(self) -> None:
-        """None: an ignored call has no task."""
+        """None: nothing was published."""
         return self.id
 
 
@@ -51,8 +105,9 @@ class ResultWrapper:
 
     Before an on-commit call triggers, ``state`` is ``'WAITING'`` and ``get()`` raises
     :class:`NotTriggeredCeleryError`; afterwards every method answers for the underlying
-    ``AsyncResult`` (or :class:`IgnoredResult`, or ``EagerResult``). A ``get()`` that times out
-    sends the ``invocation_timeout`` event before the TimeoutError reaches the caller.
+    ``AsyncResult`` (or ``EagerResult``, :class:`IgnoredResult` or :class:`FailedTriggerResult`).
+    A ``get()`` that times out sends the ``invocation_timeout`` event before the TimeoutError
+    reaches the caller.
 
     Args:
         invocation_id: the id every event of this call carries.
@@ -113,7 +168,7 @@ class ResultWrapper:
 
     @property
     def async_result(self) -> Any:
-        """The underlying AsyncResult, EagerResult or IgnoredResult; None until triggered."""
+        """The underlying result (AsyncResult, EagerResult...); None until triggered."""
         return self._result
 
     def __getattr__(self, name: str) -> Any:

@@ -10,10 +10,19 @@ name on :class:`~celery_events.task.DjangoTask`; the four worker-side signals ca
     def page_someone(task, *, invocation_id, task_id, exc, **kwargs):
         ...
 
-Policy: a receiver that raises does not break anything. Its exception is logged on the
-``celery_events`` logger with its traceback, the other receivers still run, and neither the task
-nor the caller sees it. This is the opposite of plain blinker, where the exception propagates:
-an event bus for observability must never change what the observed code does.
+Policy: a receiver that raises an ordinary exception does not break anything. Its exception is
+logged on the ``celery_events`` logger with its traceback, the other receivers still run, and
+neither the task nor the caller sees it. This is the opposite of plain blinker, where the
+exception propagates: an event bus for observability must never change what the observed code
+does.
+
+Task control is not contained: Celery's ``SoftTimeLimitExceeded``, ``TimeLimitExceeded`` and
+``Terminated`` (raised into whatever code runs when a limit fires or a task is terminated, a
+receiver included), ``Retry``, ``Ignore`` and ``Reject``, and anything that is not an
+``Exception`` (``KeyboardInterrupt``, ``SystemExit``), propagate out of ``send`` as they would
+from the task's body, and the receivers after the raising one do not run. A soft time limit that
+fires in a slow ``task_start`` receiver therefore fails the task instead of letting its body run
+past the limit.
 
 With no receiver connected, sending a signal costs one attribute check.
 """
@@ -24,7 +33,9 @@ import logging
 from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
+from billiard.exceptions import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded
 from blinker import ANY, NamedSignal, Namespace
+from celery.exceptions import Ignore, Reject, Retry
 from celery.local import Proxy
 
 if TYPE_CHECKING:
@@ -32,8 +43,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_SIGNALS",
+    "TASK_CONTROL_EXCEPTIONS",
     "EventSignal",
     "invocation_apply",
+    "invocation_failure",
     "invocation_ignored",
     "invocation_timeout",
     "invocation_trigger",
@@ -49,9 +62,22 @@ logger: Final = logging.getLogger("celery_events")
 
 F = TypeVar("F", bound="Callable[..., Any]")
 
+TASK_CONTROL_EXCEPTIONS: Final = (
+    SoftTimeLimitExceeded,
+    TimeLimitExceeded,
+    Terminated,
+    Retry,
+    Ignore,
+    Reject,
+)
+"""The exceptions that steer a task; a receiver's are never contained (see the module's policy)."""
+
 
 class EventSignal(NamedSignal):
     """A blinker signal whose receivers cannot break the sender or each other.
+
+    A receiver's ordinary exception is logged and contained; task control
+    (:data:`TASK_CONTROL_EXCEPTIONS`, and anything that is not an ``Exception``) propagates.
 
     A receiver may be connected to one task: ``signal.connect(receiver, sender=my_task)``,
     where ``my_task`` may be the lazy proxy that ``@app.task`` returns.
@@ -73,7 +99,7 @@ class EventSignal(NamedSignal):
         _async_wrapper: Callable[..., Any] | None = None,
         **kwargs: Any,
     ) -> list[tuple[Callable[..., Any], Any]]:
-        """Call every receiver of ``sender``; log and skip any receiver that raises.
+        """Call every receiver of ``sender``; log and skip a receiver that raises.
 
         Args:
             sender: the task instance the event is about.
@@ -82,6 +108,10 @@ class EventSignal(NamedSignal):
 
         Returns:
             ``(receiver, return value)`` pairs of the receivers that returned.
+
+        Raises:
+            Exception: a receiver raised one of :data:`TASK_CONTROL_EXCEPTIONS`; it propagates,
+                as does anything that is not an ``Exception``.
         """
         if not self.receivers or self.is_muted:
             return []
@@ -91,7 +121,9 @@ class EventSignal(NamedSignal):
                 if _async_wrapper is not None and iscoroutinefunction(receiver):
                     receiver = _async_wrapper(receiver)  # noqa: PLW2901
                 results.append((receiver, receiver(sender, **kwargs)))
-            except Exception:  # noqa: PERF203 - each receiver is isolated from the others
+            except TASK_CONTROL_EXCEPTIONS:  # noqa: PERF203 - each receiver is isolated
+                raise
+            except Exception:
                 logger.exception(
                     "receiver %r of signal %r raised; the other receivers still run",
                     receiver,
@@ -113,7 +145,7 @@ class _EventNamespace(Namespace):
 
 
 namespace: Final = _EventNamespace()
-"""The blinker Namespace that holds the nine signals."""
+"""The blinker Namespace that holds the ten signals."""
 
 invocation_apply: Final = namespace.signal(
     "invocation_apply",
@@ -143,6 +175,20 @@ invocation_ignored: Final = namespace.signal(
     doc="""The call was ignored: the same call succeeded within ignore_task_timedelta.
 
     kwargs: invocation_id, args, kwargs, task_id (None), options, result.
+    """,
+)
+invocation_failure: Final = namespace.signal(
+    "invocation_failure",
+    doc="""The call could not be triggered or published; nothing runs.
+
+    kwargs: invocation_id, args, kwargs, task_id (the id it was to be published with), exc,
+    options, result. Sent in the caller's process when the lock store cannot be reached, the
+    arguments cannot be encoded or the broker refuses the message: after ``invocation_apply``,
+    or after ``invocation_trigger`` when the publish itself failed. A plain call then raises
+    ``exc`` to its caller; an on-commit call, whose transaction has committed, keeps it on its
+    result (``state`` is ``'FAILURE'``, ``get()`` raises it).
+
+    .. versionadded:: 0.1.0
     """,
 )
 invocation_timeout: Final = namespace.signal(
@@ -186,10 +232,11 @@ ALL_SIGNALS: Final = (
     invocation_trigger,
     invocation_unique,
     invocation_ignored,
+    invocation_failure,
     invocation_timeout,
     task_start,
     task_retry,
     task_failure,
     task_success,
 )
-"""The nine signals, in lifecycle order."""
+"""The ten signals, in lifecycle order."""

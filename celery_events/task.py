@@ -4,12 +4,15 @@ A call goes one way: ``apply_async`` (or ``apply``, or an ``*_on_commit`` varian
 ``invocation_apply``; when it triggers (at once, or after the transaction commits) the lock store
 decides between ``invocation_ignored``, ``invocation_unique`` and ``invocation_trigger``, and a
 triggered call is published with its invocation id, unique key and ignore key in the message
-headers. On the worker each attempt sends ``task_start`` and then one of ``task_retry``,
-``task_failure`` or ``task_success``; the final success or failure releases the unique lock, and
-a success opens the ignore window.
+headers; a call that cannot be triggered or published sends ``invocation_failure``. On the worker
+each attempt passes the gate of :mod:`celery_events.worker`, sends ``task_start`` and then one of
+``task_retry``, ``task_failure`` or ``task_success``; the final success or failure releases the
+unique lock, and a success opens the ignore window.
 
 Each event calls the task's hook method (``on_invocation_apply`` ... ``on_task_success``) and
-then sends the signal of the same name, whatever a subclass does in its hook.
+then sends the signal of the same name, whatever a subclass does in its hook. How a call's
+options resolve is in :mod:`celery_events.options`; what happens where it runs, in
+:mod:`celery_events.worker`.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from contextvars import ContextVar
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
 
@@ -29,7 +32,8 @@ from django.utils import timezone
 from kombu import serialization
 from kombu.utils.uuid import uuid as new_task_id
 
-from . import signals
+from . import options as call_options
+from . import signals, worker
 from .celery import CeleryQueueEnum
 from .commands import get_django_command_task
 from .config import settings
@@ -37,21 +41,23 @@ from .headers import (
     CARRIED_HEADERS,
     IGNORE_KEY_HEADER,
     INVOCATION_ID_HEADER,
+    STAND_IN_HEADER,
     UNIQUE_KEY_HEADER,
     read_header,
 )
 from .locks import Outcome, get_lock_store
-from .results import IgnoredResult, NotTriggeredCeleryError, ResultWrapper
+from .results import FailedTriggerResult, IgnoredResult, NotTriggeredCeleryError, ResultWrapper
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from datetime import datetime, timedelta
 
     from billiard.einfo import ExceptionInfo
-    from celery.app.task import Context
     from celery.result import AsyncResult, EagerResult
 
 __all__ = [
     "DjangoTask",
+    "FailedTriggerResult",
     "IgnoredResult",
     "NotTriggeredCeleryError",
     "ResultWrapper",
@@ -61,6 +67,10 @@ __all__ = [
 ]
 
 logger: Final = logging.getLogger("celery_events")
+
+# The task id this thread is handing to Celery's own apply_async or apply for a call already
+# admitted: Celery re-enters apply() with it when task_always_eager is set.
+_handing_over: ContextVar[str | None] = ContextVar("celery_events_handing_over", default=None)
 
 
 UniqueKeyGenerator: TypeAlias = Callable[
@@ -98,25 +108,6 @@ def default_unique_key_generator(
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{prefix}:{task.name}:{data}"))
 
 
-def _seconds(value: float | timedelta) -> float:
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
-
-
-def _continues_invocation(options: Mapping[str, Any]) -> bool:
-    """Tell a triggered call re-entering apply (a retry, an eager run) from a new call."""
-    headers = options.get("headers")
-    return headers is not None and INVOCATION_ID_HEADER in headers
-
-
-def _retry_eta(einfo: ExceptionInfo) -> datetime:
-    """Return when the retry described by ``einfo`` (a Retry, wrapped by billiard) is due."""
-    retry = getattr(einfo.exception, "exc", einfo.exception)
-    when = getattr(retry, "when", None)
-    if isinstance(when, datetime):
-        return when
-    return timezone.now() + timedelta(seconds=float(when or 0))
-
-
 class DjangoTask(Task):  # type: ignore[type-arg]
     """A Celery task for Django projects: commit-aware, unique, ignorable, observable.
 
@@ -140,6 +131,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
     ignore_task_after_success: bool = False
     ignore_task_timedelta: timedelta | float | None = None
     result_wrapper_class: type[ResultWrapper] = ResultWrapper
+
+    #: The worker's request class: frees a lost task's lock before Celery stores its failure.
+    Request = "celery_events.request:Request"
 
     # Celery binds these defaults from its config once, as it does serializer and acks_late,
     # so that a call does not look them up again.
@@ -225,6 +219,21 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         """The same call succeeded within ignore_task_timedelta; nothing is published."""
         result.on_ignored()
 
+    def on_invocation_failure(
+        self,
+        invocation_id: str,
+        args: Any,
+        kwargs: Any,
+        task_id: str,
+        exc: Exception,
+        options: Mapping[str, Any],
+        result: ResultWrapper,
+    ) -> None:
+        """The call could not be triggered or published (``task_id`` was to be its id).
+
+        .. versionadded:: 0.1.0
+        """
+
     def on_invocation_timeout(
         self,
         invocation_id: str,
@@ -261,9 +270,11 @@ class DjangoTask(Task):  # type: ignore[type-arg]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run one attempt for the worker (or for apply); sends ``task_start`` first.
 
-        The attempt that ends the task releases its unique lock (and, after a success, opens
-        its ignore window) here, before Celery stores the result: whoever sees the result can
-        call the task again at once.
+        The attempt first passes the gate of :mod:`celery_events.worker`: a unique task's lock
+        must hold this message's task id, and a stand-in ends with its holder's outcome without
+        running the body. The attempt that ends the task releases its unique lock (and, after
+        a success, opens its ignore window) before Celery stores the result: whoever sees the
+        result can call the task again at once.
 
         Raises:
             CeleryError: the task was called directly, as a function.
@@ -271,7 +282,10 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         request = self.request_stack.top
         if request is None or request.called_directly:
             raise CeleryError(self._DIRECT_CALL_MESSAGE.format(name=self.name))
-        invocation_id = self._invocation_id(request)
+        stand_in = worker.admit_attempt(self, request)
+        if stand_in is not None:
+            return stand_in.complete()
+        invocation_id = worker.invocation_id_of(request)
         task_id = cast("str", request.id)
         self.on_task_start(task_id, args, kwargs)
         if signals.task_start.receivers:
@@ -284,12 +298,12 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             raise
         except Reject as reject:
             if not getattr(reject, "requeue", False):  # celery-types lacks "requeue"
-                self._settle(request, succeeded=False)
+                worker.settle(self, request, succeeded=False)
             raise
         except BaseException:
-            self._settle(request, succeeded=False)
+            worker.settle(self, request, succeeded=False)
             raise
-        self._settle(request, succeeded=True)
+        worker.settle(self, request, succeeded=True)
         return retval
 
     def apply_async(  # type: ignore[override]  # returns a ResultWrapper, as it always has
@@ -301,14 +315,17 @@ class DjangoTask(Task):  # type: ignore[type-arg]
     ) -> ResultWrapper | AsyncResult[Any]:
         """Apply the task asynchronously: ignore check, unique lock, then publish.
 
-        Takes Celery's ``apply_async`` options, plus ``stale_time_limit`` for a unique task.
-        Returns a :class:`ResultWrapper`.
+        Takes Celery's ``apply_async`` options, plus ``stale_time_limit`` for a unique task and
+        ``invocation_id`` (a caller's id for the call, as django-celery-extensions took it).
+        Returns a :class:`ResultWrapper`. A call that re-publishes the running attempt's own
+        task id (a retry, from inside the attempt) continues its call and passes straight to
+        Celery.
 
         Raises:
             CeleryError: a unique task has no stale time limit from the call, the task or the
-                settings.
+                settings; or ``invocation_id`` is not a non-empty string.
         """
-        if _continues_invocation(options):
+        if task_id is not None and self._continues_attempt(task_id):
             return super().apply_async(args, kwargs, task_id=task_id, **options)
         return self._apply(args, kwargs, task_id, options, is_async=True)
 
@@ -319,9 +336,10 @@ class DjangoTask(Task):  # type: ignore[type-arg]
 
         Returns a :class:`ResultWrapper` around Celery's ``EagerResult``.
         """
-        if _continues_invocation(options):
-            return super().apply(args, kwargs, **options)
-        return self._apply(args, kwargs, options.pop("task_id", None), options, is_async=False)
+        task_id = options.pop("task_id", None)
+        if task_id is not None and self._continues_attempt(task_id):
+            return super().apply(args, kwargs, task_id=task_id, **options)
+        return self._apply(args, kwargs, task_id, options, is_async=False)
 
     def apply_async_on_commit(
         self, args: Any = None, kwargs: Any = None, using: str | None = None, **options: Any
@@ -329,7 +347,11 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         """Apply the task when the current transaction of database ``using`` commits.
 
         Until then the result's ``state`` is ``'WAITING'``; after a rollback nothing triggers.
-        Outside a transaction the call triggers at once.
+        Outside a transaction the call triggers at once. A trigger that fails at commit time
+        (the lock store unreachable, arguments that cannot be encoded, the broker down) never
+        raises out of the commit, which has succeeded: the error is on the result (``state``
+        ``'FAILURE'``, ``get()`` raises it), on the bus (``invocation_failure``) and in the
+        ``celery_events`` log, and the transaction's later ``on_commit`` callbacks still run.
         """
         return self._apply(
             args,
@@ -410,8 +432,8 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             raise CeleryError(msg)
         get_lock_store().ignore(
             task_id=str(request.id),
-            ignore_key=self._ignore_key(request),
-            ignore_ttl=_seconds(timedelta_),
+            ignore_key=worker.ignore_key_of(self, request),
+            ignore_ttl=call_options.seconds(timedelta_),
             unique_key=read_header(request, UNIQUE_KEY_HEADER),
             task_name=self.name,
         )
@@ -442,7 +464,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 countdown = delays[request.retries]
         if not request.called_directly:
             carried = {name: read_header(request, name) for name in CARRIED_HEADERS}
-            carried[INVOCATION_ID_HEADER] = self._invocation_id(request)
+            carried[INVOCATION_ID_HEADER] = worker.invocation_id_of(request)
             # Every header of the message goes on (trace context, the user's own), then ours.
             options["headers"] = {
                 **(request.headers or {}),
@@ -461,12 +483,12 @@ class DjangoTask(Task):  # type: ignore[type-arg]
     ) -> None:
         """Send ``task_retry``, with the time the next attempt is due."""
         super().on_retry(exc, task_id, args, kwargs, einfo)
-        eta = _retry_eta(einfo)
+        eta = worker.retry_eta(einfo)
         self.on_task_retry(task_id, args, kwargs, exc, eta)
         if signals.task_retry.receivers:
             signals.task_retry.send(
                 self,
-                invocation_id=self._invocation_id(self.request),
+                invocation_id=worker.invocation_id_of(self.request),
                 task_id=task_id,
                 args=args,
                 kwargs=kwargs,
@@ -482,14 +504,16 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         kwargs: Any,
         einfo: ExceptionInfo,
     ) -> None:
-        """Send ``task_failure``."""
+        """Send ``task_failure``; not for a stand-in, whose body did not run."""
         super().on_failure(exc, task_id, args, kwargs, einfo)
         request = self.request
+        if worker.is_stand_in_attempt(request):
+            return
         self.on_task_failure(task_id, args, kwargs, exc, einfo)
         if signals.task_failure.receivers:
             signals.task_failure.send(
                 self,
-                invocation_id=self._invocation_id(request),
+                invocation_id=worker.invocation_id_of(request),
                 task_id=task_id,
                 args=args,
                 kwargs=kwargs,
@@ -498,14 +522,16 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             )
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
-        """Send ``task_success``."""
+        """Send ``task_success``; not for a stand-in, whose body did not run."""
         super().on_success(retval, task_id, args, kwargs)
         request = self.request
+        if worker.is_stand_in_attempt(request):
+            return
         self.on_task_success(task_id, args, kwargs, retval)
         if signals.task_success.receivers:
             signals.task_success.send(
                 self,
-                invocation_id=self._invocation_id(request),
+                invocation_id=worker.invocation_id_of(request),
                 task_id=task_id,
                 args=args,
                 kwargs=kwargs,
@@ -513,6 +539,18 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             )
 
     # The way of one call.
+
+    def _continues_attempt(self, task_id: str) -> bool:
+        """Tell a call that continues one already admitted from a new call with a given id.
+
+        Two cases, neither of which a caller's options can fake: Celery re-entering ``apply``
+        for a call this thread is handing over (``task_always_eager``), and a re-publish of the
+        running attempt's own task id from inside that attempt (a retry, a stand-in's check).
+        """
+        if _handing_over.get() == task_id:
+            return True
+        request = self.request_stack.top
+        return request is not None and not request.called_directly and request.id == task_id
 
     def _apply(
         self,
@@ -525,7 +563,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         is_on_commit: bool = False,
         using: str | None = None,
     ) -> ResultWrapper:
-        invocation_id = new_task_id()
+        invocation_id = call_options.invocation_id_of(options) or new_task_id()
         queue = (
             options.get("queue") or getattr(self, "queue", None) or self._routed_queue(args, kwargs)
         )
@@ -541,8 +579,8 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         if self.unique:
             # Resolved here, so that a missing limit is reported where the mistake is made and
             # not later inside a commit callback.
-            options["stale_time_limit"] = self._stale_time_limit(
-                options.get("stale_time_limit"), options.get("time_limit")
+            options["stale_time_limit"] = call_options.stale_time_limit(
+                self, options.get("stale_time_limit"), options.get("time_limit")
             )
         result = self.result_wrapper_class(invocation_id, self, args, kwargs, hook_options)
         self.on_invocation_apply(invocation_id, args, kwargs, hook_options, result)
@@ -555,45 +593,71 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 options=hook_options,
                 result=result,
             )
-        trigger = partial(self._trigger, result, task_id, options)
         if is_on_commit:
-            transaction.on_commit(trigger, using=using)
+            transaction.on_commit(
+                partial(self._trigger_at_commit, result, task_id, options), using=using
+            )
         else:
-            trigger()
+            self._trigger(result, task_id, options)
         return result
 
-    def _trigger(self, result: ResultWrapper, task_id: str | None, options: dict[str, Any]) -> None:
-        hook_options = self._trigger_options(result, task_id or new_task_id(), options)
-        result.set_options(hook_options)
-        task_id = hook_options["task_id"]
-        headers = hook_options["headers"]
-        unique_key = headers.get(UNIQUE_KEY_HEADER)
-        ignore_key = headers.get(IGNORE_KEY_HEADER)
-        store = None
-        if unique_key is not None or ignore_key is not None:
-            store = get_lock_store()
-            admission = store.admit(
-                task_id=task_id,
-                unique_key=unique_key,
-                lock_ttl=self._lock_ttl(hook_options),
-                ignore_key=ignore_key,
-                task_name=self.name,
+    def _trigger_at_commit(
+        self, result: ResultWrapper, task_id: str | None, options: dict[str, Any]
+    ) -> None:
+        """Trigger an on-commit call; an error stays on its result, never raised from the commit.
+
+        The transaction has committed: raising would tell its caller otherwise, and would make
+        Django skip the transaction's later ``on_commit`` callbacks.
+        """
+        try:
+            self._trigger(result, task_id, options)
+        except Exception as exc:
+            result.set_result(FailedTriggerResult(exc))
+            logger.exception(
+                "on-commit call %s of task %s could not be triggered; the error is on its "
+                "result, and the transaction's later on-commit callbacks still run",
+                result.invocation_id,
+                self.name,
             )
-            if admission.outcome is not Outcome.TRIGGER:
-                self._join_or_ignore(result, admission.task_id)
-                return
+
+    def _trigger(self, result: ResultWrapper, task_id: str | None, options: dict[str, Any]) -> None:
+        """Admit the call, then publish it (or a stand-in) or join or ignore it.
+
+        Raises:
+            Exception: the lock store, the encoding or the publish failed; the call's
+                ``invocation_failure`` was sent.
+        """
+        bound = call_options.is_bound(task_id, options)
+        hook_options = call_options.trigger_options(self, result, task_id or new_task_id(), options)
+        result.set_options(hook_options)
+        task_id = cast("str", hook_options["task_id"])
+        is_async = hook_options["is_async"]
+        try:
+            outcome, holder = self._admit(task_id, hook_options)
+            if outcome is Outcome.TRIGGER:
+                self._trigger_admitted(result, task_id, options, is_async=is_async)
+            elif bound:
+                self._publish_stand_in(result, task_id, options, holder, is_async=is_async)
+            else:
+                self._join_or_ignore(result, holder)
+        except Exception as exc:
+            self._send_invocation_failure(result, task_id, exc)
+            raise
+
+    def _trigger_admitted(
+        self, result: ResultWrapper, task_id: str, options: dict[str, Any], *, is_async: bool
+    ) -> None:
+        """Send ``invocation_trigger`` and publish; release the lock if nothing was published."""
         try:
             self._send_invocation_outcome(
                 self.on_invocation_trigger, signals.invocation_trigger, result
             )
-            result.set_result(
-                self._publish(result, task_id, options, is_async=hook_options["is_async"])
-            )
+            result.set_result(self._publish(result, task_id, options, is_async=is_async))
         except BaseException:
-            if store is not None and unique_key is not None:
-                # Nothing was published: a lock left behind would refuse every call until it
-                # goes stale.
-                store.release(
+            unique_key = options["headers"].get(UNIQUE_KEY_HEADER)
+            if unique_key is not None:
+                # A lock left behind would refuse every call until it goes stale.
+                get_lock_store().release(
                     task_id=task_id,
                     unique_key=unique_key,
                     ignore_key=None,
@@ -602,65 +666,31 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 )
             raise
 
-    def _trigger_options(
-        self, result: ResultWrapper, task_id: str, options: dict[str, Any]
-    ) -> dict[str, Any]:
-        """Resolve eta, expiry, limits and headers; update the publish ``options`` in place.
+    def _admit(self, task_id: str, hook_options: Mapping[str, Any]) -> tuple[Outcome, str | None]:
+        """Ask the lock store whether the call triggers; return the outcome and the holder.
 
-        Returns:
-            The options the trigger, unique and ignored hooks see.
+        A call whose lock holds its own task id (Celery re-publishing it from the worker's main
+        process, as ``retry_on_worker_lost`` does) triggers.
         """
-        trigger_time = timezone.now()
-        countdown = options.pop("countdown", None)
-        if countdown is not None:
-            options["eta"] = trigger_time + timedelta(seconds=countdown)
-        time_limit = options.get("time_limit", self.time_limit)
-        stale_time_limit = options.pop("stale_time_limit", None)
-        headers = options["headers"] = {
-            **(options.get("headers") or {}),
-            INVOCATION_ID_HEADER: result.invocation_id,
-        }
-        if self.unique:
-            headers[UNIQUE_KEY_HEADER] = self.unique_key_generator(
-                settings.UNIQUE_TASK_KEY_PREFIX, result.args, result.kwargs
-            )
-            if "expires" not in options and time_limit and stale_time_limit > time_limit:
-                # A message still queued when its lock goes stale would run beside a newer one.
-                options["expires"] = trigger_time + timedelta(seconds=stale_time_limit - time_limit)
-        if self.ignore_task_timedelta is not None:
-            headers[IGNORE_KEY_HEADER] = self.unique_key_generator(
-                settings.IGNORE_TASK_KEY_PREFIX, result.args, result.kwargs
-            )
-        expires = options.get("expires")
-        return {
-            **result.options,
-            "task_id": task_id,
-            "trigger_time": trigger_time,
-            "time_limit": time_limit,
-            "soft_time_limit": options.get("soft_time_limit", self.soft_time_limit),
-            "eta": options.get("eta"),
-            "countdown": None,
-            "expires": trigger_time + timedelta(seconds=expires)
-            if isinstance(expires, (int, float))
-            else expires,
-            "stale_time_limit": stale_time_limit,
-            "headers": headers,
-        }
-
-    @staticmethod
-    def _lock_ttl(hook_options: Mapping[str, Any]) -> float | None:
-        """Return how long the lock lives: the stale time limit, plus any wait for the eta."""
-        stale_time_limit: float | None = hook_options["stale_time_limit"]
-        if stale_time_limit is None:
-            return None
-        eta = hook_options["eta"]
-        delay = (eta - hook_options["trigger_time"]).total_seconds() if eta else 0.0
-        return stale_time_limit + max(delay, 0.0)
+        headers = hook_options["headers"]
+        unique_key = headers.get(UNIQUE_KEY_HEADER)
+        ignore_key = headers.get(IGNORE_KEY_HEADER)
+        if unique_key is None and ignore_key is None:
+            return Outcome.TRIGGER, task_id
+        admission = get_lock_store().admit(
+            task_id=task_id,
+            unique_key=unique_key,
+            lock_ttl=call_options.lock_ttl(hook_options),
+            ignore_key=ignore_key,
+            task_name=self.name,
+        )
+        if admission.outcome is Outcome.UNIQUE and admission.task_id == task_id:
+            return Outcome.TRIGGER, task_id
+        return admission.outcome, admission.task_id
 
     def _join_or_ignore(self, result: ResultWrapper, holder: str | None) -> None:
         """Finish a call that does not trigger: join the holder's task, or be ignored."""
-        hook_options = dict(result.options, task_id=holder)
-        result.set_options(hook_options)
+        result.set_options(dict(result.options, task_id=holder))
         if holder is None:
             result.set_result(IgnoredResult())
             self._send_invocation_outcome(
@@ -672,15 +702,52 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 self.on_invocation_unique, signals.invocation_unique, result
             )
 
+    def _publish_stand_in(
+        self,
+        result: ResultWrapper,
+        task_id: str,
+        options: dict[str, Any],
+        holder: str | None,
+        *,
+        is_async: bool,
+    ) -> None:
+        """Publish a stand-in for a canvas member that joins ``holder`` or is ignored (None).
+
+        The stand-in carries the member's task id, callbacks, chain and chord, so they get the
+        holder's outcome, or None (see :mod:`celery_events.worker`). It is published before the
+        outcome event, so that a failed publish is the call's only outcome.
+        """
+        options["headers"][STAND_IN_HEADER] = (
+            {"ignored": True} if holder is None else {"holder": holder, "checks": 0}
+        )
+        published = self._publish(result, task_id, options, is_async=is_async)
+        result.set_options(dict(result.options, task_id=holder))
+        if holder is None:
+            result.set_result(IgnoredResult(task_id))
+            self._send_invocation_outcome(
+                self.on_invocation_ignored, signals.invocation_ignored, result
+            )
+        else:
+            result.set_result(published)
+            self._send_invocation_outcome(
+                self.on_invocation_unique, signals.invocation_unique, result
+            )
+
     def _publish(
         self, result: ResultWrapper, task_id: str, options: dict[str, Any], *, is_async: bool
     ) -> AsyncResult[Any] | EagerResult[Any]:
         """Publish the call (or run it here, when eager or for ``apply``), bypassing our hooks."""
         if settings.AUTO_SQS_MESSAGE_GROUP_ID:
             options.setdefault("MessageGroupId", task_id)
-        if is_async:  # runs here through apply() when task_always_eager is set
-            return Task.apply_async(self, result.args, result.kwargs, task_id=task_id, **options)
-        return Task.apply(self, result.args, result.kwargs, task_id=task_id, **options)
+        token = _handing_over.set(task_id)
+        try:
+            if is_async:  # runs here through apply() when task_always_eager is set
+                return Task.apply_async(
+                    self, result.args, result.kwargs, task_id=task_id, **options
+                )
+            return Task.apply(self, result.args, result.kwargs, task_id=task_id, **options)
+        finally:
+            _handing_over.reset(token)
 
     def _send_invocation_outcome(
         self, hook: Any, signal: signals.EventSignal, result: ResultWrapper
@@ -695,6 +762,23 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 args=result.args,
                 kwargs=result.kwargs,
                 task_id=task_id,
+                options=options,
+                result=result,
+            )
+
+    def _send_invocation_failure(self, result: ResultWrapper, task_id: str, exc: Exception) -> None:
+        options = result.options
+        self.on_invocation_failure(
+            result.invocation_id, result.args, result.kwargs, task_id, exc, options, result
+        )
+        if signals.invocation_failure.receivers:
+            signals.invocation_failure.send(
+                self,
+                invocation_id=result.invocation_id,
+                args=result.args,
+                kwargs=result.kwargs,
+                task_id=task_id,
+                exc=exc,
                 options=options,
                 result=result,
             )
@@ -726,87 +810,4 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 ex=ex,
                 options=options,
                 result=result,
-            )
-
-    def _stale_time_limit(self, stale_time_limit: float | None, time_limit: float | None) -> float:
-        """Return the stale time limit of a unique call: call, task, settings, or derived.
-
-        Raises:
-            CeleryError: none is set and none can be derived.
-        """
-        for candidate in (
-            stale_time_limit,
-            self.stale_time_limit,
-            settings.DEFAULT_TASK_STALE_TIME_LIMIT,
-        ):
-            if candidate is not None:
-                return float(candidate)
-        time_limit = time_limit or self.time_limit
-        waiting = self.max_queue_waiting_time or settings.DEFAULT_TASK_MAX_QUEUE_WAITING_TIME
-        if time_limit and waiting:
-            attempt = float(time_limit) + float(waiting)
-            delays = self.default_retry_delays
-            autoretry_for = getattr(self, "autoretry_for", ())
-            if autoretry_for and delays:
-                return attempt * (len(delays) + 1) + sum(delays)
-            if autoretry_for and self.max_retries:
-                return (attempt + self.default_retry_delay) * self.max_retries + attempt
-            return attempt
-        msg = (
-            f"unique task {self.name!r} needs a stale time limit: set stale_time_limit on the "
-            "task or the call, or the DJANGO_CELERY_EXTENSIONS_DEFAULT_TASK_STALE_TIME_LIMIT "
-            "setting, or a time limit with DJANGO_CELERY_EXTENSIONS_DEFAULT_TASK_MAX_QUEUE_"
-            "WAITING_TIME"
-        )
-        raise CeleryError(msg)
-
-    def _invocation_id(self, request: Context) -> str:
-        """Return the request's invocation id; a message without one gets a fresh one, kept."""
-        invocation_id: str | None = read_header(request, INVOCATION_ID_HEADER)
-        if invocation_id is None:
-            invocation_id = new_task_id()
-            # Celery's shared default request (on_failure after a hard time limit runs in the
-            # worker's main process, outside any request) must not keep an id for later tasks.
-            if not request.called_directly:
-                setattr(request, INVOCATION_ID_HEADER, invocation_id)
-        return invocation_id
-
-    def _ignore_key(self, request: Context) -> str:
-        ignore_key: str | None = read_header(request, IGNORE_KEY_HEADER)
-        if ignore_key is None:  # published by something other than a DjangoTask
-            ignore_key = self.unique_key_generator(
-                settings.IGNORE_TASK_KEY_PREFIX, request.args, request.kwargs
-            )
-        return ignore_key
-
-    def _settle(self, request: Context, *, succeeded: bool) -> None:
-        """Release the lock of the task's last attempt (and open its ignore window).
-
-        A lock store error is logged, not raised: it must neither hide the task's own exception
-        nor turn a success into a failure and lose its result. The lock then expires after its
-        stale time limit, and no ignore window opens.
-        """
-        try:
-            self._release(request, succeeded=succeeded)
-        except Exception:
-            logger.exception(
-                "could not settle the unique lock and ignore window of task %s[%s]; "
-                "the lock expires on its own",
-                self.name,
-                request.id,
-            )
-
-    def _release(self, request: Context, *, succeeded: bool) -> None:
-        unique_key: str | None = read_header(request, UNIQUE_KEY_HEADER)
-        ignore_key = ignore_ttl = None
-        if succeeded and self.ignore_task_after_success and self.ignore_task_timedelta is not None:
-            ignore_key = self._ignore_key(request)
-            ignore_ttl = _seconds(self.ignore_task_timedelta)
-        if unique_key is not None or ignore_key is not None:
-            get_lock_store().release(
-                task_id=str(request.id),
-                unique_key=unique_key,
-                ignore_key=ignore_key,
-                ignore_ttl=ignore_ttl,
-                task_name=self.name,
             )

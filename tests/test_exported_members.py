@@ -30,10 +30,13 @@ MODULES = [
     "celery_events.config",
     "celery_events.headers",
     "celery_events.locks",
+    "celery_events.options",
+    "celery_events.request",
     "celery_events.results",
     "celery_events.signals",
     "celery_events.task",
     "celery_events.testing",
+    "celery_events.worker",
 ]
 
 

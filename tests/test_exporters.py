@@ -178,9 +178,9 @@ def test_unknown_option_raises_naming_it_and_the_options():
             (
                 "option 'levels' of exporter 'structlog' must be a dict of event name "
                 "(invocation_applied, invocation_triggered, invocation_deduplicated, "
-                "invocation_ignored, invocation_timed_out, task_started, task_retrying, "
-                "task_failed, task_succeeded) -> level (debug, info, warning, error, critical), "
-                "not {'task_exploded': 'error'}"
+                "invocation_ignored, invocation_failed, invocation_timed_out, task_started, "
+                "task_retrying, task_failed, task_succeeded) -> level (debug, info, warning, "
+                "error, critical), not {'task_exploded': 'error'}"
             ),
         ),
         (

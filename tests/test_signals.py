@@ -1,4 +1,4 @@
-"""The event bus: nine signals, one invocation id per call, isolated receivers."""
+"""The event bus: ten signals, one invocation id per call, isolated receivers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ SIGNAL_NAMES = [
     "invocation_trigger",
     "invocation_unique",
     "invocation_ignored",
+    "invocation_failure",
     "invocation_timeout",
     "task_start",
     "task_retry",
@@ -40,7 +41,7 @@ def fixture_raising_receiver():
         signal.disconnect(receiver)
 
 
-def test_namespace_holds_the_nine_signals_in_lifecycle_order():
+def test_namespace_holds_the_ten_signals_in_lifecycle_order():
     assert [signal.name for signal in signals.ALL_SIGNALS] == SIGNAL_NAMES
     assert sorted(signals.namespace) == sorted(SIGNAL_NAMES)
     assert all(isinstance(signal, signals.EventSignal) for signal in signals.ALL_SIGNALS)

@@ -1,12 +1,14 @@
 """The OpenTelemetry exporter: a trace for every task call, joined across processes, and metrics.
 
-A call is a PRODUCER span from apply to its outcome (triggered, unique or ignored), so an
-on-commit call shows its wait for the commit. When it triggers, its W3C trace context is written
-into the message headers; each attempt where the task runs is a CONSUMER span whose parent is the
-producer span (or which links to it, with ``link_to_producer``). A retry is a span event, a
-failure an exception with ERROR status, and a caller's wait that times out an ERROR span on the
-caller's trace. Only opentelemetry-api is used: without an SDK configured, nothing is recorded.
-The names are in :mod:`celery_events.exporters.semconv` and ``docs/exporters.md``.
+A call is a PRODUCER span from apply to its outcome, so an on-commit call shows its wait for the
+commit. A call that triggers writes its W3C trace context into the message headers, and its span
+ends when the broker has taken the message (Celery's ``after_task_publish``), or when the attempt
+starts for an eager call; a call that joins or is ignored ends it at once; a call that fails to
+trigger or publish ends it as an error. Each attempt where the task runs is a CONSUMER span
+whose parent is the producer span (or which links to it, with ``link_to_producer``). A retry is a
+span event, a failure an exception with ERROR status, and a caller's wait that times out an ERROR
+span on the caller's trace. Only opentelemetry-api is used: without an SDK configured, nothing is
+recorded. The names are in :mod:`celery_events.exporters.semconv` and ``docs/exporters.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from celery_events import signals
 from celery_events.__about__ import __version__
-from celery_events.headers import read_header
+from celery_events.headers import INVOCATION_ID_HEADER, read_header
 
 from . import semconv
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
@@ -89,6 +91,7 @@ class OpenTelemetryExporter(SignalExporter):
         )
         self._link_to_producer = link_to_producer
         self._calls = self.in_flight(max_in_flight)
+        self._publishing = self.in_flight(max_in_flight)
         self._attempts = self.in_flight(max_in_flight)
         # Proxies until the application sets its providers, then the real thing: getting them
         # here, once, is right even when the SDK is configured after Django started.
@@ -97,7 +100,9 @@ class OpenTelemetryExporter(SignalExporter):
         self._invocations = meter.create_counter(
             semconv.INVOCATIONS_METRIC,
             unit="{invocation}",
-            description="Task calls, by task name and outcome (triggered, unique or ignored).",
+            description=(
+                "Task calls, by task name and outcome (triggered, unique, ignored or failed)."
+            ),
         )
         self._durations = meter.create_histogram(
             semconv.TASK_DURATION_METRIC,
@@ -107,15 +112,17 @@ class OpenTelemetryExporter(SignalExporter):
         )
         self.receivers = {
             signals.invocation_apply: self._applied,
-            signals.invocation_trigger: partial(self._outcome, semconv.TRIGGERED),
-            signals.invocation_unique: partial(self._outcome, semconv.UNIQUE),
-            signals.invocation_ignored: partial(self._outcome, semconv.IGNORED),
+            signals.invocation_trigger: self._triggered,
+            signals.invocation_unique: partial(self._settled, semconv.UNIQUE),
+            signals.invocation_ignored: partial(self._settled, semconv.IGNORED),
+            signals.invocation_failure: self._failed_to_trigger,
             signals.invocation_timeout: self._timed_out,
             signals.task_start: self._started,
             signals.task_retry: self._retrying,
             signals.task_failure: self._failed,
             signals.task_success: self._succeeded,
             celery_signals.task_postrun: self._postrun,
+            celery_signals.after_task_publish: self._published,
         }
 
     # The caller's side: one PRODUCER span per call.
@@ -140,6 +147,54 @@ class OpenTelemetryExporter(SignalExporter):
         self._calls.add(invocation_id, span)
 
     def _outcome(
+        self, outcome: str, task: Task[Any, Any], invocation_id: str, task_id: str | None
+    ) -> Span | None:
+        """Return the call's span, no longer waiting for an outcome, with its outcome set."""
+        span: Span | None = self._calls.pop(invocation_id)
+        if span is None:
+            return None
+        if task_id is None:
+            span.set_attribute(semconv.INVOCATION_OUTCOME, outcome)
+        else:  # both at once: the span takes its lock once
+            span.set_attributes(
+                {semconv.INVOCATION_OUTCOME: outcome, semconv.MESSAGING_MESSAGE_ID: task_id}
+            )
+        return span
+
+    def _count(self, task_name: str, outcome: str) -> None:
+        self._invocations.add(
+            1, {semconv.TASK_NAME: task_name, semconv.INVOCATION_OUTCOME: outcome}
+        )
+
+    def _triggered(
+        self,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str,
+        options: Mapping[str, Any],
+        **_: Any,
+    ) -> None:
+        """Write the trace context into the message's headers; the span ends once published."""
+        span = self._outcome(semconv.TRIGGERED, task, invocation_id, task_id)
+        if span is not None:
+            propagate.inject(options["headers"], context=trace.set_span_in_context(span))
+            self._publishing.add(invocation_id, span)
+
+    def _published(
+        self, *, sender: str, headers: Mapping[str, Any] | None = None, **_: Any
+    ) -> None:
+        """End the PRODUCER span of a triggered call whose message the broker has taken."""
+        if self._publishing and headers:  # usually empty: a call is between trigger and publish
+            self._end_published(sender, headers.get(INVOCATION_ID_HEADER))
+
+    def _end_published(self, task_name: str, invocation_id: str | None) -> None:
+        span = self._publishing.pop(invocation_id)
+        if span is not None:
+            self._count(task_name, semconv.TRIGGERED)
+            span.end()
+
+    def _settled(
         self,
         outcome: str,
         task: Task[Any, Any],
@@ -149,23 +204,33 @@ class OpenTelemetryExporter(SignalExporter):
         options: Mapping[str, Any],
         **_: Any,
     ) -> None:
-        self._invocations.add(
-            1, {semconv.TASK_NAME: task.name, semconv.INVOCATION_OUTCOME: outcome}
-        )
-        span = self._calls.pop(invocation_id)
+        """End the PRODUCER span of a call that joined a running call or was ignored."""
+        self._count(task.name, outcome)
+        span = self._outcome(outcome, task, invocation_id, task_id)
+        if span is not None:
+            # Read back by a timeout's span, which joins the call's trace.
+            propagate.inject(options["headers"], context=trace.set_span_in_context(span))
+            span.end()
+
+    def _failed_to_trigger(
+        self,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str,
+        exc: BaseException,
+        **_: Any,
+    ) -> None:
+        """End the PRODUCER span of a call that could not be triggered or published, in error."""
+        self._count(task.name, semconv.FAILED)
+        span = self._publishing.pop(invocation_id)  # triggered, then the publish failed
         if span is None:
-            return
-        if task_id is None:
-            span.set_attribute(semconv.INVOCATION_OUTCOME, outcome)
-        else:  # both at once: the span takes its lock once
-            span.set_attributes(
-                {semconv.INVOCATION_OUTCOME: outcome, semconv.MESSAGING_MESSAGE_ID: task_id}
-            )
-        headers = options.get("headers")
-        if headers is not None:
-            # Published with the message when the call triggers; read back by a timeout.
-            propagate.inject(headers, context=trace.set_span_in_context(span))
-        span.end()
+            span = self._outcome(semconv.FAILED, task, invocation_id, task_id)
+        else:
+            span.set_attribute(semconv.INVOCATION_OUTCOME, semconv.FAILED)
+        if span is not None:
+            _record_error(span, exc)
+            span.end()
 
     def _timed_out(
         self,
@@ -195,6 +260,8 @@ class OpenTelemetryExporter(SignalExporter):
     # Where the task runs: one CONSUMER span per attempt.
 
     def _started(self, task: Task[Any, Any], *, invocation_id: str, task_id: str, **_: Any) -> None:
+        if self._publishing:  # an eager call's attempt starts where it was triggered
+            self._end_published(task.name, invocation_id)
         request = task.request
         carried = propagate.extract(request, getter=_REQUEST_HEADERS)
         parent = carried

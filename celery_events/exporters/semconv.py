@@ -18,6 +18,7 @@ __all__ = [
     "ERROR_TYPE",
     "EXCEPTION_MESSAGE",
     "EXCEPTION_TYPE",
+    "FAILED",
     "GET",
     "IGNORED",
     "INVOCATIONS_METRIC",
@@ -70,7 +71,7 @@ TASK_RETRIES: Final = "celery_events.task.retries"
 TASK_STATE: Final = "celery_events.task.state"
 """How an attempt ended: Celery's state name, SUCCESS, FAILURE or RETRY."""
 INVOCATION_OUTCOME: Final = "celery_events.invocation.outcome"
-"""What became of a call: :data:`TRIGGERED`, :data:`UNIQUE` or :data:`IGNORED`."""
+"""What became of a call: :data:`TRIGGERED`, :data:`UNIQUE`, :data:`IGNORED` or :data:`FAILED`."""
 INVOCATION_ON_COMMIT: Final = "celery_events.invocation.on_commit"
 """True for a call that waited for its transaction to commit (``apply_async_on_commit``)."""
 RETRY_ETA: Final = "celery_events.retry.eta"
@@ -85,6 +86,8 @@ APPLY_ASYNC: Final = "apply_async"
 APPLY: Final = "apply"
 RUN: Final = "run"
 GET: Final = "get"
+FAILED: Final = "failed"
+"""The outcome of a call that could not be triggered or published (``invocation_failure``)."""
 TRIGGERED: Final = "triggered"
 UNIQUE: Final = "unique"
 IGNORED: Final = "ignored"

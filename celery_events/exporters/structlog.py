@@ -38,6 +38,7 @@ EVENT_NAMES: Final[Mapping[str, str]] = MappingProxyType(
         signals.invocation_trigger.name: "invocation_triggered",
         signals.invocation_unique.name: "invocation_deduplicated",
         signals.invocation_ignored.name: "invocation_ignored",
+        signals.invocation_failure.name: "invocation_failed",
         signals.invocation_timeout.name: "invocation_timed_out",
         signals.task_start.name: "task_started",
         signals.task_retry.name: "task_retrying",
@@ -55,6 +56,7 @@ DEFAULT_LEVELS: Final[Mapping[str, str]] = MappingProxyType(
         **dict.fromkeys(EVENT_NAMES.values(), "info"),
         "task_retrying": "warning",
         "task_failed": "error",
+        "invocation_failed": "error",
     }
 )
 """The level of each log event unless the ``levels`` option says otherwise."""
@@ -117,6 +119,7 @@ class StructlogExporter(SignalExporter):
             signals.invocation_trigger: self._triggered,
             signals.invocation_unique: partial(self._invocation, "invocation_deduplicated"),
             signals.invocation_ignored: partial(self._invocation, "invocation_ignored"),
+            signals.invocation_failure: self._failed_to_trigger,
             signals.invocation_timeout: partial(self._invocation, "invocation_timed_out"),
             signals.task_start: self._started,
             signals.task_retry: self._retrying,
@@ -185,6 +188,25 @@ class StructlogExporter(SignalExporter):
             task_id=task_id,
             task_name=task.name,
             queue=options["queue"],
+        )
+
+    def _failed_to_trigger(
+        self,
+        task: Task[Any, Any],
+        *,
+        invocation_id: str,
+        task_id: str,
+        exc: Exception,
+        options: Mapping[str, Any],
+        **_: Any,
+    ) -> None:
+        getattr(self._logger, self._levels["invocation_failed"])(
+            "invocation_failed",
+            invocation_id=invocation_id,
+            task_id=task_id,
+            task_name=task.name,
+            queue=options["queue"],
+            exc_info=exc,
         )
 
     # Where the task runs.

@@ -20,7 +20,7 @@ from django.core.cache import caches
 
 from celery_events.config import settings
 
-from .base import Admission, LockStore, LockStoreUnavailableError, Outcome
+from .base import Admission, Claim, LockStore, LockStoreUnavailableError, Outcome
 from .cache_store import CacheLockStore, LockContentionError
 from .redis_cache import redis_binding
 from .redis_store import RedisLockStore
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Admission",
     "CacheLockStore",
+    "Claim",
     "LockContentionError",
     "LockStore",
     "LockStoreUnavailableError",

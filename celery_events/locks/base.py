@@ -8,7 +8,7 @@ from typing import Protocol
 
 from celery.exceptions import CeleryError
 
-__all__ = ["Admission", "LockStore", "LockStoreUnavailableError", "Outcome"]
+__all__ = ["Admission", "Claim", "LockStore", "LockStoreUnavailableError", "Outcome"]
 
 
 class Outcome(enum.Enum):
@@ -29,6 +29,19 @@ class Admission:
     outcome: Outcome
     task_id: str | None
     """The call's own id when triggered, the holder's when unique, None when ignored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The lock store's answer to an attempt that starts: who holds the lock now.
+
+    .. versionadded:: 0.1.0
+    """
+
+    holder: str
+    """The task id that holds the lock: the attempt's own, or another call's."""
+    taken: bool
+    """Whether the claim took the lock: it was free (expired, released, or never taken)."""
 
 
 class LockStoreUnavailableError(CeleryError):
@@ -71,6 +84,33 @@ class LockStore(Protocol):
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.
+        """
+        ...
+
+    def claim(
+        self,
+        *,
+        task_id: str,
+        unique_key: str,
+        lock_ttl: float | None,
+        task_name: str | None = None,
+    ) -> Claim:
+        """Make sure ``task_id`` holds ``unique_key``: take the lock when it is free.
+
+        Called where an attempt starts (see :mod:`celery_events.worker`): a lock that expired
+        while its message waited (a redelivery, a long retry) is taken again, and a lock that
+        another call took in the meantime is reported, so that two bodies never run at once.
+
+        Args:
+            task_id: the starting attempt's task id.
+            unique_key: the lock's key.
+            lock_ttl: seconds the lock lives if taken now; None keeps it until it is released.
+            task_name: the task's name, as for :meth:`admit`.
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+
+        .. versionadded:: 0.1.0
         """
         ...
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
-from .base import Admission, Outcome
+from .base import Admission, Claim, Outcome
 
 if TYPE_CHECKING:
     from django.core.cache.backends.base import BaseCache
@@ -56,12 +56,30 @@ class CacheLockStore:
             return Admission(Outcome.IGNORED, None)
         if unique_key is None:
             return Admission(Outcome.TRIGGER, task_id)
+        claim = self.claim(task_id=task_id, unique_key=unique_key, lock_ttl=lock_ttl)
+        if claim.holder == task_id:
+            return Admission(Outcome.TRIGGER, task_id)
+        return Admission(Outcome.UNIQUE, claim.holder)
+
+    def claim(
+        self,
+        *,
+        task_id: str,
+        unique_key: str,
+        lock_ttl: float | None,
+        task_name: str | None = None,
+    ) -> Claim:
+        """See :meth:`LockStore.claim`: ``cache.add``, then a read of the holder.
+
+        Raises:
+            LockContentionError: the lock changed hands ``ADD_ATTEMPTS`` times in a row.
+        """
         for _ in range(self.ADD_ATTEMPTS):
             if self.cache.add(unique_key, task_id, lock_ttl):
-                return Admission(Outcome.TRIGGER, task_id)
+                return Claim(task_id, taken=True)
             holder = self.cache.get(unique_key)
             if holder is not None:
-                return Admission(Outcome.UNIQUE, holder)
+                return Claim(holder, taken=False)
         msg = (
             f"unique lock {unique_key!r} changed hands {self.ADD_ATTEMPTS} times while "
             f"task {task_id!r} tried to take it"

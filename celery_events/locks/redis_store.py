@@ -1,9 +1,11 @@
 """The lock store for a Django cache in Redis: atomic, owner-safe, one round trip per step.
 
 A call's trigger is one script (ignore check, then ``SET NX PX`` of the unique lock, or the
-holder's id), and a task's completion is one script (compare-and-delete of the lock, then the
-ignore window), so no concurrent call slips between the checks and the writes of either. Both
-scripts are registered once and run with ``EVALSHA`` (redis-py loads a script the server lacks).
+holder's id), an attempt's start is one script (the lock holds its task id, or is taken again
+when free, or names another holder), and a task's completion is one script (compare-and-delete
+of the lock, then the ignore window), so no concurrent call slips between the checks and the
+writes of any of them. The scripts are registered once and run with ``EVALSHA`` (redis-py loads
+a script the server lacks).
 
 Keys are the cache's own (``make_key``: prefix, version), so two projects on one Redis never share
 a lock, and values are written with the cache's serializer, so ``cache.get(unique_key)`` returns
@@ -29,7 +31,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
-from .base import Admission, Outcome
+from .base import Admission, Claim, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,11 +48,11 @@ INDEX_PREFIX: Final = "celery-events|held"
 KeyKind: TypeAlias = Literal["unique", "ignore"]
 """What a key of a call is: its unique lock, or its ignore window."""
 
-# Both scripts take a call's keys and arguments alike.
+# The scripts take a call's keys and arguments alike.
 # KEYS: the unique lock if ARGV[1] is "1", then the ignore window if ARGV[2] is "1", then, if
 # ARGV[5] is "1", the index entry of each of them.
 # ARGV[3]: the task id (encoded as the cache encodes values); ARGV[4]: a time to live in ms, of
-# the lock (ADMIT) or of the ignore window (RELEASE); "0" for none. ARGV[6] and ARGV[7]: the
+# the lock (ADMIT, CLAIM) or of the ignore window (RELEASE); "0" for none. ARGV[6] and ARGV[7]: the
 # values of the lock's and the window's index entries.
 _CALL_KEYS: Final = """
 local n, lock, window, lock_entry, window_entry = 0
@@ -117,6 +119,26 @@ return 0
 """
 )
 
+#: Returns {1} when the lock holds the task id, {0} when it was free and is now taken, and
+#: {2, holder} when another task id holds it.
+CLAIM: Final = (
+    _CALL_KEYS
+    + """
+local holder = redis.call('GET', lock)
+if holder == ARGV[3] then
+    return {1}
+end
+if holder then
+    return {2, holder}
+end
+set(lock, ARGV[3], {})
+if lock_entry then
+    set(lock_entry, ARGV[6], {})
+end
+return {0}
+"""
+)
+
 #: KEYS: a lock or a window, then its index entry if any; ARGV[1]: the value it must hold.
 #: Deletes both and returns 1 when the key holds that value; returns 0 otherwise.
 DISCARD: Final = """
@@ -177,6 +199,7 @@ class RedisLockStore:
         self.binding = binding
         self._admit = binding.client.register_script(ADMIT)
         self._release = binding.client.register_script(RELEASE)
+        self._claim = binding.client.register_script(CLAIM)
         self._discard = binding.client.register_script(DISCARD)
 
     def admit(
@@ -205,6 +228,29 @@ class RedisLockStore:
         if outcome is Outcome.UNIQUE:
             return Admission(outcome, str(self.binding.decode(reply[1])))
         return Admission(outcome, None)
+
+    def claim(
+        self,
+        *,
+        task_id: str,
+        unique_key: str,
+        lock_ttl: float | None,
+        task_name: str | None = None,
+    ) -> Claim:
+        """See :meth:`LockStore.claim`; one round trip to Redis."""
+        reply = self._run(
+            self._claim,
+            "claim",
+            task_id,
+            unique_key=unique_key,
+            lock=True,
+            ignore_key=None,
+            ttl=lock_ttl,
+            task_name=task_name,
+        )
+        if reply[0] == 2:  # noqa: PLR2004 - the script's "held by another" reply
+            return Claim(str(self.binding.decode(reply[1])), taken=False)
+        return Claim(task_id, taken=reply[0] == 0)
 
     def release(
         self,

@@ -1,0 +1,76 @@
+"""DjangoTask's worker request: a lost or timed-out task frees its lock before its failure shows.
+
+When a pool process is lost (killed, out of memory) or killed at its hard time limit, the task
+cannot release its own unique lock, and Celery's main process stores the failure
+(``WorkerLostError``, ``TimeLimitExceeded``). Released after that, as a ``task_failure`` receiver
+would, the lock outlives the visible failure by a few milliseconds, and a caller that sees the
+failure and calls again at once joins the dead task and gets its failure too. This request
+releases the lock first, so no caller can join a call whose failure is already visible.
+
+:class:`~celery_events.task.DjangoTask` names it in its ``Request`` attribute; only worker
+processes import it. A project with a request class of its own for DjangoTasks derives it from
+this one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]  # untyped in celery-types
+from billiard.exceptions import Terminated, TimeLimitExceeded, WorkerLostError
+from celery.worker.request import Request as CeleryRequest
+
+from .cleanup import release_lock
+from .headers import UNIQUE_KEY_HEADER
+
+if TYPE_CHECKING:
+    from billiard.einfo import ExceptionInfo
+
+__all__ = ["Request"]
+
+logger: Final = logging.getLogger("celery_events")
+
+#: What the pool reports for a task that ended without releasing its lock. Billiard 4.3 and
+#: later report a lost process as SystemExit or KeyboardInterrupt before it is WorkerLostError.
+_LOST: Final = (WorkerLostError, TimeLimitExceeded, Terminated, SystemExit, KeyboardInterrupt)
+
+
+class Request(CeleryRequest):
+    """Celery's worker request, releasing a lost or timed-out task's lock before the failure.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ()
+
+    def on_failure(
+        self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        """Release the lock of a task whose process was lost, then let Celery record it."""
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        # With return_ok, the failure is the task's own: it released its lock as it ended.
+        if not return_ok and isinstance(exc, _LOST):
+            self._release_lock()
+        return super().on_failure(
+            exc_info, send_failed_event=send_failed_event, return_ok=return_ok
+        )
+
+    def on_timeout(self, soft: bool, timeout: float) -> Any:
+        """At the hard time limit, release the task's lock, then let Celery record it."""
+        if not soft:
+            self._release_lock()
+        return super().on_timeout(soft, timeout)
+
+    def _release_lock(self) -> None:
+        # Celery must still record the failure when the lock store is down: log, do not raise.
+        try:
+            release_lock(self.id, self.request_dict.get(UNIQUE_KEY_HEADER))
+        except Exception:
+            logger.exception(
+                "could not release the unique lock of lost task %s[%s]; it expires on its own",
+                self.name,
+                self.id,
+            )
