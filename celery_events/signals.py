@@ -20,7 +20,7 @@ Task control is not contained: Celery's ``SoftTimeLimitExceeded``, ``TimeLimitEx
 ``Terminated`` (raised into whatever code runs when a limit fires or a task is terminated, a
 receiver included), ``Retry``, ``Ignore`` and ``Reject``, and anything that is not an
 ``Exception`` (``KeyboardInterrupt``, ``SystemExit``), propagate out of ``send`` as they would
-from the task's body, and the receivers after the raising one do not run. A soft time limit that
+from the task's body, and receivers not yet called are not called. A soft time limit that
 fires in a slow ``task_start`` receiver therefore fails the task instead of letting its body run
 past the limit.
 

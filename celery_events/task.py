@@ -628,11 +628,11 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 ``invocation_failure`` was sent.
         """
         bound = call_options.is_bound(task_id, options)
-        hook_options = call_options.trigger_options(self, result, task_id or new_task_id(), options)
-        result.set_options(hook_options)
-        task_id = cast("str", hook_options["task_id"])
-        is_async = hook_options["is_async"]
+        task_id = task_id or new_task_id()
         try:
+            hook_options = call_options.trigger_options(self, result, task_id, options)
+            result.set_options(hook_options)
+            is_async = hook_options["is_async"]
             outcome, holder = self._admit(task_id, hook_options)
             if outcome is Outcome.TRIGGER:
                 self._trigger_admitted(result, task_id, options, is_async=is_async)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -14,13 +15,19 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import redis
 from django.conf import settings
+from kombu.exceptions import OperationalError
 
-from tests import exporter_worker
+from tests import exporter_worker, tasks
 from tests.celery_app import app
 from tests.tasks import EVENTS_KEY, add
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
+
+    from kombu import Producer
+
+AMQP_URL = os.environ.get("CELERY_EVENTS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+"""The RabbitMQ of the worker tests that run on an AMQP broker."""
 
 
 @pytest.fixture(name="redis_client", scope="session")
@@ -36,6 +43,19 @@ def fixture_redis_client() -> Iterator[redis.Redis]:
 @pytest.fixture(name="celery_app")
 def fixture_celery_app():
     return app
+
+
+@pytest.fixture(name="refusing_broker")
+def fixture_refusing_broker(celery_app):
+    """A broker connection to a port nothing listens on: a publish through it fails at once.
+
+    Publish with ``connection=refusing_broker, retry=False``.
+    """
+    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
+        sock.bind(("127.0.0.1", 0))
+        url = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+    with celery_app.connection_for_write(url, transport_options={"max_retries": 0}) as connection:
+        yield connection
 
 
 @pytest.fixture(name="eager")
@@ -95,6 +115,8 @@ def running_worker(
             stderr=subprocess.STDOUT,
             env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", **(env or {})},
             cwd=Path(__file__).parent.parent,
+            # A group of its own, so that a test can kill the worker with its pool processes.
+            start_new_session=True,
         )
     try:
         try:
@@ -117,6 +139,33 @@ def fixture_worker(redis_client, tmp_path_factory) -> Iterator[subprocess.Popen[
     """A real Celery worker, in its own process, consuming the "worker" queue from Redis."""
     with running_worker(tmp_path_factory.mktemp("worker") / "worker.log", "worker") as process:
         yield process
+
+
+@pytest.fixture(name="concurrent_worker", scope="session")
+def fixture_concurrent_worker(redis_client, tmp_path_factory) -> Iterator[subprocess.Popen[bytes]]:
+    """A real prefork worker of two processes, consuming the "concurrent" queue from Redis.
+
+    Two processes let one attempt start while another runs (a canvas member while the call it
+    joined runs), and prefork gives time limits their signals.
+    """
+    with running_worker(
+        tmp_path_factory.mktemp("concurrent-worker") / "worker.log",
+        tasks.CONCURRENT_QUEUE,
+        worker_args=("-P", "prefork", "-c", "2"),
+    ) as process:
+        yield process
+
+
+@pytest.fixture(name="amqp_producer", scope="session")
+def fixture_amqp_producer() -> Iterator[Producer]:
+    """A producer publishing to RabbitMQ; the test is skipped, saying why, when there is none."""
+    connection = app.connection_for_write(AMQP_URL)
+    try:
+        connection.ensure_connection(max_retries=1)
+    except OperationalError as exc:
+        pytest.skip(f"no RabbitMQ at {AMQP_URL}: {exc}")
+    with connection:
+        yield connection.Producer()
 
 
 @pytest.fixture(name="exporters_worker", scope="session")

@@ -53,6 +53,7 @@ DJANGO_CELERY_EXTENSIONS_AUTO_GENERATE_TASKS_DJANGO_COMMANDS = {
 # Worker tests: the worker consumes only this queue (Celery 5.7 deprecates the queue attribute).
 CELERY_TASK_ROUTES = {
     "tests.tasks.caller_*": {"queue": "caller-only"},
+    "tests.tasks.concurrent_*": {"queue": "concurrent"},
     "tests.tasks.*": {"queue": "worker"},
     "command.*": {"queue": "worker"},
 }

@@ -7,7 +7,9 @@ so that tests in the calling process can read what the worker saw.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import time
 from datetime import timedelta
 from signal import SIGKILL
 from typing import Any, ClassVar
@@ -172,6 +174,25 @@ def record_events(**_: Any) -> None:
         signal.connect(_record(signal.name), weak=False)
 
 
+LOG_KEY = f"{settings.KEY_PREFIX}log"
+
+
+class _RedisLogHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        _redis().rpush(LOG_KEY, record.getMessage())
+
+
+@worker_init.connect
+def record_log(**_: Any) -> None:
+    """In a worker process, record what celery-events logs in Redis for the tests to read."""
+    logging.getLogger("celery_events").addHandler(_RedisLogHandler(logging.INFO))
+
+
+def worker_log() -> list[str]:
+    """What the workers' celery_events logger said, in order."""
+    return [raw.decode() for raw in _redis().lrange(LOG_KEY, 0, -1)]
+
+
 # Tasks of the exporters' tests (tests/test_exporter_*.py).
 
 
@@ -286,3 +307,109 @@ def locks_outlives_time_limit(x: str) -> None:
 def ops_unique_ignored(x: int, label: str = "") -> int:
     """A unique task with an ignore window, for the tests of ``manage.py celery_events``."""
     return x
+
+
+# Tasks of the canvas, gate and time-limit tests (tests/test_canvas.py, tests/test_worker.py): a
+# prefork worker of two processes consumes the "concurrent" queue, so that a canvas member can be
+# checked while the call it joined runs.
+
+CONCURRENT_QUEUE = "concurrent"
+STARTED_KEY = f"{settings.KEY_PREFIX}started:"
+ERRBACKS_KEY = f"{settings.KEY_PREFIX}errbacks"
+
+
+def has_started(gate: str) -> bool:
+    """Whether a ``concurrent_gated*`` task waiting on ``gate`` has started its body."""
+    return bool(_redis().exists(STARTED_KEY + gate))
+
+
+def _start_and_wait(gate: str) -> None:
+    _redis().set(STARTED_KEY + gate, 1, ex=120)
+    _wait_for_gate(gate)
+
+
+@app.task(unique=True, stale_time_limit=60)
+def concurrent_gated(gate: str, value: int) -> int:
+    _start_and_wait(gate)
+    return value
+
+
+@app.task(unique=True, stale_time_limit=60)
+def concurrent_gated_fails(gate: str) -> None:
+    _start_and_wait(gate)
+    msg = f"{gate} fails"
+    raise ValueError(msg)
+
+
+@app.task()
+def concurrent_add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task()
+def concurrent_collect(values: list[Any]) -> list[Any]:
+    return list(values)
+
+
+@app.task()
+def concurrent_describe(value: Any) -> str:
+    return repr(value)
+
+
+@app.task(ignore_task_after_success=True, ignore_task_timedelta=timedelta(seconds=60))
+def concurrent_ignorable(x: int) -> int:
+    return x
+
+
+@app.task()
+def concurrent_record_errback(task_id: str) -> None:
+    _redis().rpush(ERRBACKS_KEY, task_id)
+
+
+def errbacks() -> list[str]:
+    """The task ids ``concurrent_record_errback`` was called with, in order."""
+    return [raw.decode() for raw in _redis().lrange(ERRBACKS_KEY, 0, -1)]
+
+
+@app.task(soft_time_limit=1)
+def concurrent_soft_limited() -> str:
+    return "ran to its end"
+
+
+def _slow_start_receiver(sender: Any, **_: Any) -> None:
+    time.sleep(30)  # the soft time limit fires here, in a receiver of task_start
+
+
+@worker_init.connect
+def slow_start_of_soft_limited(**_: Any) -> None:
+    """In a worker process, make the start of ``concurrent_soft_limited`` outlast its limit."""
+    signals.task_start.connect(_slow_start_receiver, sender=concurrent_soft_limited, weak=False)
+
+
+# The task of the gate and redelivery tests (tests/test_worker.py): each body records how many
+# bodies of its key run at once.
+
+RUNNING_KEY = f"{settings.KEY_PREFIX}running:"
+BODIES_KEY = f"{settings.KEY_PREFIX}bodies:"
+
+
+def bodies(x: str) -> list[int]:
+    """How many bodies of ``x`` ran, the one starting included, as each body started."""
+    return [int(raw) for raw in _redis().lrange(BODIES_KEY + x, 0, -1)]
+
+
+def forget_bodies(x: str) -> None:
+    """Forget the bodies of ``x`` so far: one was killed, and never ended."""
+    _redis().delete(BODIES_KEY + x, RUNNING_KEY + x)
+
+
+@app.task(bind=True, unique=True, stale_time_limit=60, acks_late=True)
+def concurrent_counted(self: Any, x: str) -> str:
+    """Record its start, wait on gate ``x``, record its end; return its task id."""
+    client = _redis()
+    client.rpush(BODIES_KEY + x, client.incr(RUNNING_KEY + x))
+    try:
+        _wait_for_gate(x)
+    finally:
+        client.decr(RUNNING_KEY + x)
+    return str(self.request.id)

@@ -1,9 +1,13 @@
-"""System checks: misspelled settings and the project's own task checker."""
+"""System checks: misspelled settings, a lock store that evicts, the project's own checker."""
 
 from __future__ import annotations
 
+import pytest
+import redis
 from django.core.checks import Error, Warning, run_checks
 from django.test import override_settings
+
+from tests.lock_helpers import redis_cache, throwaway_redis, use_cache
 
 
 def _celery_events_messages():
@@ -54,3 +58,48 @@ def test_task_checker_messages_are_reported():
     messages = [message for message in run_checks() if message.id == "tests.W001"]
 
     assert [message.msg for message in messages] == ["tests.tasks.add was checked"]
+
+
+@pytest.fixture(name="lock_store_redis")
+def fixture_lock_store_redis(settings):
+    """A Redis of the test's own as the lock store's cache; yields a client and the process."""
+    with throwaway_redis() as (url, process):
+        use_cache(settings, "own-redis", redis_cache(url))
+        yield redis.Redis.from_url(url), process
+
+
+@pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl"])
+def test_lock_store_redis_that_evicts_is_warned_about(lock_store_redis, policy):
+    client, _ = lock_store_redis
+    client.config_set("maxmemory", "100mb")
+    client.config_set("maxmemory-policy", policy)
+
+    (message,) = _celery_events_messages()
+
+    assert message.id == "celery_events.W001"
+    assert isinstance(message, Warning)
+    assert "'own-redis'" in message.msg
+    assert f"maxmemory-policy {policy}" in message.msg
+    assert "noeviction" in message.hint
+
+
+@pytest.mark.parametrize(("maxmemory", "policy"), [("100mb", "noeviction"), ("0", "allkeys-lru")])
+def test_lock_store_redis_that_never_evicts_is_fine(lock_store_redis, maxmemory, policy):
+    client, _ = lock_store_redis
+    client.config_set("maxmemory", maxmemory)
+    client.config_set("maxmemory-policy", policy)
+
+    assert _celery_events_messages() == []
+
+
+def test_lock_store_redis_that_is_down_is_not_reported_by_the_check(lock_store_redis):
+    _, process = lock_store_redis
+    process.kill()
+    process.wait()
+
+    assert _celery_events_messages() == []
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="locmem")
+def test_lock_store_outside_redis_has_no_eviction_check():
+    assert _celery_events_messages() == []

@@ -10,6 +10,7 @@ import socket
 import uuid
 
 import pytest
+from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 
 from celery_events.config import settings
 from celery_events.locks import get_lock_store
@@ -89,3 +90,25 @@ def test_hard_time_limit_frees_the_lock(prefork_worker):
     argument, _ = _call(tasks.locks_outlives_time_limit)
 
     _lock_freed(tasks.locks_outlives_time_limit, argument)
+
+
+@pytest.mark.parametrize(
+    ("task", "error"),
+    [
+        (tasks.locks_kills_its_process, WorkerLostError),
+        (tasks.locks_outlives_time_limit, TimeLimitExceeded),
+    ],
+    ids=["lost-process", "hard-time-limit"],
+)
+def test_call_made_once_the_failure_is_visible_never_joins_the_dead_task(
+    prefork_worker, task, error
+):
+    argument, first = _call(task)
+    with pytest.raises(error):
+        first.get(timeout=30)
+
+    second = task.apply_async(args=(argument,), queue=QUEUE)
+
+    assert second.id != first.id
+    with pytest.raises(error):
+        second.get(timeout=30)

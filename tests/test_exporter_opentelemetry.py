@@ -8,12 +8,12 @@ compared as the SDK's JSON.
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime
 
 import pytest
 from celery.exceptions import TimeoutError
+from celery.signals import before_task_publish
 from django.apps import apps
 from django.conf import settings
 from django.db import transaction
@@ -24,14 +24,14 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode
 
 from celery_events.exporters.opentelemetry import format_span_tree
+from celery_events.locks import LockStoreUnavailableError
 from celery_events.testing import capture_events
 from tests import exporter_worker, tasks
-from tests.celery_app import app
-from tests.conftest import running_worker, wait_for
+from tests.conftest import AMQP_URL, running_worker, wait_for
+from tests.lock_helpers import redis_cache, throwaway_redis, use_cache
 from tests.matchers import ISO_DATETIME, Traceback
 from tests.telemetry import fixture_read_metrics, fixture_spans  # noqa: F401 - fixtures
 
-AMQP_URL = os.environ.get("CELERY_EVENTS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 # A queue of this session's own: test sessions running at once share the RabbitMQ.
 AMQP_QUEUE = f"exporters-{settings.KEY_PREFIX.rstrip(':')}"
 
@@ -243,6 +243,60 @@ class TestCaller:
         assert timeout["name"] == "get tests.tasks.caller_unique"
         _assert_child(timeout, producer)
 
+    def test_triggered_calls_span_ends_once_the_broker_took_the_message(self, exporter, spans):
+        finished_when_publishing = []
+
+        def publishing(**_):
+            finished_when_publishing.append(len(spans.get_finished_spans()))
+
+        before_task_publish.connect(publishing, weak=False)
+        try:
+            tasks.caller_plain.apply_async(args=(1,))
+        finally:
+            before_task_publish.disconnect(publishing)
+
+        assert finished_when_publishing == [0]
+        assert len(spans.get_finished_spans()) == 1
+
+    def test_publish_the_broker_refuses_is_an_error_producer_span(
+        self, exporter, spans, refusing_broker
+    ):
+        with capture_events() as events, pytest.raises(OperationalError) as refused:
+            tasks.caller_plain.apply_async(args=(1,), connection=refusing_broker, retry=False)
+
+        (producer,) = _finished(spans)
+        failure = events[-1].kwargs
+        error_type = "kombu.exceptions.OperationalError"
+        expected = _producer(
+            tasks.caller_plain,
+            failure["result"],
+            outcome="failed",
+            queue="caller-only",
+            task_id=failure["task_id"],
+            **{"error.type": error_type},
+        )
+        expected["events"] = [_exception_event(error_type, str(refused.value))]
+        expected["status"] = {
+            "status_code": "ERROR",
+            "description": f"{error_type}: {refused.value}",
+        }
+        assert _summary(producer) == expected
+
+    def test_lock_store_down_is_an_error_producer_span(self, exporter, spans, settings):
+        with throwaway_redis() as (url, process):
+            use_cache(settings, "stopped", redis_cache(url))
+            process.kill()
+            process.wait()
+            with pytest.raises(LockStoreUnavailableError):
+                tasks.caller_unique.apply_async(args=(1,))
+
+        (producer,) = _finished(spans)
+        assert producer["attributes"]["celery_events.invocation.outcome"] == "failed"
+        assert producer["attributes"]["error.type"] == (
+            "celery_events.locks.base.LockStoreUnavailableError"
+        )
+        assert producer["status"]["status_code"] == "ERROR"
+
     @pytest.mark.django_db(transaction=True)
     def test_on_commit_call_is_a_producer_span_that_waits_for_the_commit(self, exporter, spans):
         with transaction.atomic():
@@ -447,6 +501,14 @@ class TestMetrics:
             key=repr,
         )
 
+    def test_failed_invocations_are_counted_once(self, exporter, read_metrics, refusing_broker):
+        with pytest.raises(OperationalError):
+            tasks.caller_plain.apply_async(args=(1,), connection=refusing_broker, retry=False)
+
+        assert read_metrics()["celery_events.invocations"] == [
+            (_point(tasks.caller_plain, **{"celery_events.invocation.outcome": "failed"}), 1),
+        ]
+
     def test_ignored_invocations_are_counted(self, exporter, eager, read_metrics):
         tasks.ignored_after_success.apply_async(args=(9,))
         tasks.ignored_after_success.apply_async(args=(9,))
@@ -584,18 +646,6 @@ class TestWorker:
             error=("ValueError", "always fails with 4"),
         )
         _assert_child(consumer, producer)
-
-
-@pytest.fixture(name="amqp_producer", scope="session")
-def fixture_amqp_producer():
-    """A producer publishing to RabbitMQ; the test is skipped, saying why, when there is none."""
-    connection = app.connection_for_write(AMQP_URL)
-    try:
-        connection.ensure_connection(max_retries=1)
-    except OperationalError as exc:
-        pytest.skip(f"no RabbitMQ at {AMQP_URL}: {exc}")
-    with connection:
-        yield connection.Producer()
 
 
 @pytest.fixture(name="amqp_exporters_worker", scope="session")

@@ -10,7 +10,9 @@ from celery.exceptions import TimeoutError
 from django.apps import apps
 from django.test import override_settings
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
+from celery_events.testing import capture_events
 from tests import exporter_worker, tasks
 from tests.conftest import wait_for
 from tests.matchers import DURATION_MS, ISO_DATETIME, Traceback
@@ -130,6 +132,28 @@ class TestCaller:
                 queue="worker",
             ),
         ]
+
+    def test_refused_publish_logs_failed_with_the_exception_after_triggered(
+        self, lines, refusing_broker
+    ):
+        with capture_events() as events, pytest.raises(OperationalError) as refused:
+            tasks.caller_plain.apply_async(args=(1,), connection=refusing_broker, retry=False)
+
+        failure = events[-1].kwargs
+        assert [line["event"] for line in lines] == [
+            "invocation_applied",
+            "invocation_triggered",
+            "invocation_failed",
+        ]
+        assert lines[-1] == _call(
+            "invocation_failed",
+            "error",
+            failure["result"],
+            tasks.caller_plain,
+            task_id=failure["task_id"],
+            queue="caller-only",
+            exc_info=refused.value,
+        )
 
     def test_timed_out_wait_logs_timed_out_after_triggered(self, lines):
         with pytest.raises(TimeoutError):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -63,21 +62,13 @@ def test_expired_lock_taken_by_a_second_call_survives_the_first_calls_finish(wor
 
 
 def test_failed_publish_releases_the_lock_and_the_next_call_publishes(
-    celery_app, redis_client, queue
+    refusing_broker, redis_client, queue
 ):
-    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
-        sock.bind(("127.0.0.1", 0))
-        dead_broker = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
     argument = uuid.uuid4().hex
 
-    with (
-        celery_app.connection_for_write(
-            dead_broker, transport_options={"max_retries": 0}
-        ) as connection,
-        pytest.raises(OperationalError),
-    ):
+    with pytest.raises(OperationalError):
         tasks.locks_unique.apply_async(
-            args=(argument,), queue=queue, connection=connection, retry=False
+            args=(argument,), queue=queue, connection=refusing_broker, retry=False
         )
 
     assert _holder(tasks.locks_unique, argument) is None

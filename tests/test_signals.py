@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from celery.exceptions import TimeoutError
+from billiard.exceptions import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry, TimeoutError
 
 from celery_events import signals
 from celery_events.testing import capture_events
@@ -81,6 +82,32 @@ def test_raising_receiver_does_not_break_a_failing_tasks_failure(raising_receive
     assert result.state == "FAILURE"
     with pytest.raises(ValueError, match="always fails with 2"):
         result.get()
+
+
+@pytest.mark.parametrize(
+    "control",
+    [
+        SoftTimeLimitExceeded(),
+        TimeLimitExceeded(),
+        Terminated(),
+        Retry(),
+        Ignore(),
+        Reject(),
+        KeyboardInterrupt(),
+        SystemExit(),
+    ],
+    ids=lambda control: type(control).__name__,
+)
+def test_task_control_raised_by_a_receiver_propagates(control):
+    def steering(sender, **kwargs):
+        raise control
+
+    signals.task_start.connect(steering)
+    try:
+        with pytest.raises(type(control)):
+            signals.task_start.send(tasks.add, task_id="x")
+    finally:
+        signals.task_start.disconnect(steering)
 
 
 def test_send_returns_results_of_receivers_that_returned(raising_receiver):

@@ -70,6 +70,53 @@ def test_apply_runs_here_through_the_same_events():
     assert len({event.kwargs["invocation_id"] for event in events}) == 1
 
 
+class TestCallersInvocationId:
+    def test_invocation_id_option_is_the_calls_invocation_id(self):
+        with capture_events() as events:
+            result = tasks.caller_plain.apply_async(args=(1,), invocation_id="from-the-caller")
+
+        assert result.invocation_id == "from-the-caller"
+        assert {event.kwargs["invocation_id"] for event in events} == {"from-the-caller"}
+        trigger = events[1].kwargs
+        assert trigger["options"]["headers"]["invocation_id"] == "from-the-caller"
+
+    def test_invocation_id_header_is_the_calls_and_never_skips_the_checks(self):
+        headers = {"invocation_id": "correlated", "x-user": "kept"}
+        with capture_events() as events:
+            first = tasks.caller_unique.apply_async(args=(31,), headers=headers)
+            second = tasks.caller_unique.apply_async(args=(31,), headers=headers)
+
+        assert isinstance(second, ResultWrapper)
+        assert second.task_id == first.task_id
+        assert _names(events) == [
+            "invocation_apply",
+            "invocation_trigger",
+            "invocation_apply",
+            "invocation_unique",
+        ]
+        assert {event.kwargs["invocation_id"] for event in events} == {"correlated"}
+        assert events[1].kwargs["options"]["headers"]["x-user"] == "kept"
+
+    @pytest.mark.parametrize("invocation_id", ["", 42, None.__class__])
+    def test_invocation_id_that_is_not_a_non_empty_string_is_refused(self, invocation_id):
+        with pytest.raises(CeleryError, match="invocation_id must be a non-empty string, not"):
+            tasks.caller_plain.apply_async(args=(1,), invocation_id=invocation_id)
+
+    def test_option_and_header_naming_two_invocations_are_refused(self):
+        with pytest.raises(CeleryError, match=r"'one'.*'other'.*name two invocations"):
+            tasks.caller_plain.apply_async(
+                args=(1,), invocation_id="one", headers={"invocation_id": "other"}
+            )
+
+    def test_callers_headers_of_the_librarys_names_are_replaced(self):
+        forged = {"unique_key": "forged", "stand_in": {"ignored": True}, "ignore_key": "forged"}
+        with capture_events() as events:
+            tasks.caller_plain.apply_async(args=(1,), headers=forged)
+
+        published = events[1].kwargs["options"]["headers"]
+        assert set(published) == {"invocation_id"}
+
+
 def test_apply_async_publishes_with_invocation_id_header(celery_app):
     with capture_events() as events:
         result = tasks.caller_plain.apply_async(args=(1,))
