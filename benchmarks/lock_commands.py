@@ -34,6 +34,10 @@ def _admit(task_id: str) -> Callable[[Any, tuple[str, Any]], object]:
     return admit
 
 
+def _claim(store: Any, keys: tuple[str, Any]) -> object:
+    return store.claim(task_id="a", unique_key=keys[0], lock_ttl=60)
+
+
 def _release_after_success(store: Any, keys: tuple[str, Any]) -> object:
     return store.release(task_id="a", unique_key=keys[0], ignore_key=keys[1], ignore_ttl=60)
 
@@ -41,6 +45,7 @@ def _release_after_success(store: Any, keys: tuple[str, Any]) -> object:
 STEPS: dict[str, Step] = {
     "trigger (lock free)": (lambda _store, _keys: None, _admit("a")),
     "trigger (lock held: joins)": (_admit("a"), _admit("b")),
+    "attempt start (the gate)": (_admit("a"), _claim),
     "completion (success)": (_admit("a"), _release_after_success),
 }
 

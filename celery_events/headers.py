@@ -1,9 +1,10 @@
 """The message headers a DjangoTask call carries to the worker.
 
-A triggered call is published with its invocation id, and with the key and stale time limit of
-its unique lock and the key of its ignore window when it has them, so that the worker checks and
-releases exactly the key the caller took and every event of the call, on both sides and across
-retries, carries the same invocation id. A *stand-in* (the message of a canvas member that joined
+A triggered call is published with the key and stale time limit of its unique lock and the key
+of its ignore window when it has them, so that the worker checks and releases exactly the key the
+caller took, and with its invocation id when that is not its task id (a caller named the
+invocation), so that every event of the call, on both sides and across retries, carries the same
+invocation id. A *stand-in* (the message of a canvas member that joined
 a running call or was ignored, see :mod:`celery_events.worker`) also carries ``stand_in``.
 
 These names are the library's own: a caller's headers of the same names are replaced when a call
@@ -29,7 +30,7 @@ __all__ = [
 ]
 
 INVOCATION_ID_HEADER: Final = "invocation_id"
-"""The id that every event of one call carries, from the caller's apply to the last attempt."""
+"""The id every event of one call carries, when it is not the task id (a caller named it)."""
 UNIQUE_KEY_HEADER: Final = "unique_key"
 """The unique lock's key, so the worker checks and releases exactly the key the caller took."""
 STALE_TIME_LIMIT_HEADER: Final = "stale_time_limit"

@@ -85,7 +85,10 @@ def is_bound(task_id: str | None, options: Mapping[str, Any]) -> bool:
     whose task id was given in advance (a frozen signature's): such a call is always published,
     as a stand-in when it joins a running call or is ignored (see :mod:`celery_events.worker`).
     """
-    return task_id is not None or any(options.get(name) for name in BOUND_OPTIONS)
+    if task_id is not None:
+        return True
+    # Most calls carry none of these options: skip the lookups when there are no options.
+    return bool(options) and any(options.get(name) for name in BOUND_OPTIONS)
 
 
 def stale_time_limit(
@@ -135,13 +138,17 @@ def trigger_options(
     """Resolve eta, expiry, limits and headers; update the publish ``options`` in place.
 
     The headers are the caller's, with the library's own names
-    (:data:`~celery_events.headers.RESERVED_HEADERS`) replaced by the call's invocation id and,
-    as the task has them, its lock's key and stale time limit and its ignore window's key.
+    (:data:`~celery_events.headers.RESERVED_HEADERS`) replaced by the call's invocation id when
+    it is not the task id, and, as the task has them, its lock's key and stale time limit and
+    its ignore window's key.
 
     Returns:
         The options the trigger, unique, ignored and failure hooks see.
     """
-    trigger_time = timezone.now()
+    # A call that triggers where it is applied does so at its apply time: one clock read.
+    trigger_time = (
+        timezone.now() if result.options["is_on_commit"] else result.options["apply_time"]
+    )
     countdown = options.pop("countdown", None)
     if countdown is not None:
         options["eta"] = trigger_time + timedelta(seconds=countdown)
@@ -153,7 +160,8 @@ def trigger_options(
         if caller_headers
         else {}
     )
-    headers[INVOCATION_ID_HEADER] = result.invocation_id
+    if result.invocation_id != task_id:  # the worker takes the task id otherwise
+        headers[INVOCATION_ID_HEADER] = result.invocation_id
     if task.unique:
         headers[UNIQUE_KEY_HEADER] = task.unique_key_generator(
             settings.UNIQUE_TASK_KEY_PREFIX, result.args, result.kwargs

@@ -59,10 +59,21 @@ class Request(CeleryRequest):
         )
 
     def on_timeout(self, soft: bool, timeout: float) -> Any:
-        """At the hard time limit, release the task's lock, then let Celery record it."""
-        if not soft:
-            self._release_lock()
-        return super().on_timeout(soft, timeout)
+        """At the hard time limit, release the task's lock, then let Celery record it.
+
+        Celery 5.6 and later run the task's ``on_failure`` here, in the worker's main process:
+        the message's request is pushed for it, so that its ``task_failure`` event carries the
+        call's invocation id.
+        """
+        if soft:
+            return super().on_timeout(soft, timeout)
+        self._release_lock()
+        request_stack = self.task.request_stack
+        request_stack.push(self._context)  # type: ignore[attr-defined]  # untyped in celery-types
+        try:
+            return super().on_timeout(soft, timeout)
+        finally:
+            request_stack.pop()
 
     def _release_lock(self) -> None:
         # Celery must still record the failure when the lock store is down: log, do not raise.

@@ -563,7 +563,11 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         is_on_commit: bool = False,
         using: str | None = None,
     ) -> ResultWrapper:
-        invocation_id = call_options.invocation_id_of(options) or new_task_id()
+        bound = call_options.is_bound(task_id, options)
+        # The call's own task id is made now, so that an on-commit call has it before it
+        # triggers; unless the caller names the invocation, it is the invocation id too.
+        task_id = task_id or new_task_id()
+        invocation_id = call_options.invocation_id_of(options) or task_id
         queue = (
             options.get("queue") or getattr(self, "queue", None) or self._routed_queue(args, kwargs)
         )
@@ -595,14 +599,15 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             )
         if is_on_commit:
             transaction.on_commit(
-                partial(self._trigger_at_commit, result, task_id, options), using=using
+                partial(self._trigger_at_commit, result, task_id, options, bound=bound),
+                using=using,
             )
         else:
-            self._trigger(result, task_id, options)
+            self._trigger(result, task_id, options, bound=bound)
         return result
 
     def _trigger_at_commit(
-        self, result: ResultWrapper, task_id: str | None, options: dict[str, Any]
+        self, result: ResultWrapper, task_id: str, options: dict[str, Any], *, bound: bool
     ) -> None:
         """Trigger an on-commit call; an error stays on its result, never raised from the commit.
 
@@ -610,7 +615,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         Django skip the transaction's later ``on_commit`` callbacks.
         """
         try:
-            self._trigger(result, task_id, options)
+            self._trigger(result, task_id, options, bound=bound)
         except Exception as exc:
             result.set_result(FailedTriggerResult(exc))
             logger.exception(
@@ -620,15 +625,15 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 self.name,
             )
 
-    def _trigger(self, result: ResultWrapper, task_id: str | None, options: dict[str, Any]) -> None:
-        """Admit the call, then publish it (or a stand-in) or join or ignore it.
+    def _trigger(
+        self, result: ResultWrapper, task_id: str, options: dict[str, Any], *, bound: bool
+    ) -> None:
+        """Admit the call, then publish it (or, for a ``bound`` call, a stand-in) or join it.
 
         Raises:
             Exception: the lock store, the encoding or the publish failed; the call's
                 ``invocation_failure`` was sent.
         """
-        bound = call_options.is_bound(task_id, options)
-        task_id = task_id or new_task_id()
         try:
             hook_options = call_options.trigger_options(self, result, task_id, options)
             result.set_options(hook_options)

@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any, Final, NoReturn
 from celery.backends.base import DisabledBackend
 from celery.exceptions import Ignore
 from django.utils import timezone
-from kombu.utils.uuid import uuid as new_task_id
 
 from . import options as call_options
 from .config import settings
@@ -232,19 +231,16 @@ def _check_later(task: DjangoTask, request: Context, stand_in: dict[str, Any]) -
 
 
 def invocation_id_of(request: Context) -> str:
-    """Return the request's invocation id; a message without one gets a fresh one, kept.
+    """Return the invocation id of the running attempt's call: its header, else its task id.
+
+    A call's invocation id is its task id unless the caller named the invocation (then the
+    message carries it in a header); a message from a producer that is not a DjangoTask has
+    none, and its task id, kept across retries, serves.
 
     Args:
         request: the running attempt's request.
     """
-    invocation_id: str | None = read_header(request, INVOCATION_ID_HEADER)
-    if invocation_id is None:
-        invocation_id = new_task_id()
-        # Celery's shared default request (on_failure after a hard time limit runs in the
-        # worker's main process, outside any request) must not keep an id for later tasks.
-        if not request.called_directly:
-            setattr(request, INVOCATION_ID_HEADER, invocation_id)
-    return invocation_id
+    return str(read_header(request, INVOCATION_ID_HEADER) or request.id)
 
 
 def ignore_key_of(task: DjangoTask, request: Context) -> str:

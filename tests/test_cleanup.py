@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 import uuid
 
+import celery
 import pytest
 from billiard.exceptions import TimeLimitExceeded, WorkerLostError
 
@@ -21,6 +22,7 @@ from tests.conftest import running_worker, wait_for
 pytestmark = pytest.mark.worker
 
 QUEUE = "locks-prefork"
+CELERY_VERSION = tuple(int(part) for part in celery.__version__.split(".")[:2])
 NODE = f"{QUEUE}@{socket.gethostname()}"
 
 
@@ -112,3 +114,22 @@ def test_call_made_once_the_failure_is_visible_never_joins_the_dead_task(
     assert second.id != first.id
     with pytest.raises(error):
         second.get(timeout=30)
+
+
+@pytest.mark.skipif(
+    CELERY_VERSION < (5, 6),
+    reason="Celery runs the task's on_failure at the hard time limit from 5.6 on",
+)
+def test_hard_time_limit_failure_event_carries_the_calls_invocation_id(
+    prefork_worker, worker_events
+):
+    _, result = _call(tasks.locks_outlives_time_limit)
+    with pytest.raises(TimeLimitExceeded):
+        result.get(timeout=30)
+
+    events = wait_for(
+        lambda: (found := worker_events(result.invocation_id)) and len(found) == 2 and found,
+        "the start and failure events of the call",
+    )
+    assert [event["signal"] for event in events] == ["task_start", "task_failure"]
+    assert events[1]["task_id"] == result.id

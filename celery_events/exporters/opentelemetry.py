@@ -186,7 +186,9 @@ class OpenTelemetryExporter(SignalExporter):
     ) -> None:
         """End the PRODUCER span of a triggered call whose message the broker has taken."""
         if self._publishing and headers:  # usually empty: a call is between trigger and publish
-            self._end_published(sender, headers.get(INVOCATION_ID_HEADER))
+            # A call's invocation id is its task id unless a header names it.
+            invocation_id = headers.get(INVOCATION_ID_HEADER) or headers.get("id")
+            self._end_published(sender, invocation_id)
 
     def _end_published(self, task_name: str, invocation_id: str | None) -> None:
         span = self._publishing.pop(invocation_id)
