@@ -141,33 +141,35 @@ def apply_async_and_purge(app: Any, lock_client: Any = None) -> Measure:
     return measure
 
 
-def attempt_start(lock_client: Any) -> Measure:
-    """Time the gate an attempt passes where it runs, for a message whose lock it holds.
-
-    The request is the one a worker builds from a message of the task; a unique task's carries
-    the lock's key, which the caller took for the request's task id (here: the first, untimed,
-    pass of the gate).
-    """
+def gate_request(task: Any, number: int) -> Any:
+    """Return the request of an attempt of ``task(number)`` whose lock its caller took."""
     from celery.app.task import Context  # noqa: PLC0415
 
-    from celery_events import worker  # noqa: PLC0415
     from celery_events.config import settings  # noqa: PLC0415
     from celery_events.headers import STALE_TIME_LIMIT_HEADER, UNIQUE_KEY_HEADER  # noqa: PLC0415
+    from celery_events.locks import get_lock_store  # noqa: PLC0415
+
+    task_id = f"attempt-{number}"
+    headers: dict[str, Any] = {}
+    if task.unique:
+        key = task.unique_key_generator(settings.UNIQUE_TASK_KEY_PREFIX, (number,), None)
+        headers = {UNIQUE_KEY_HEADER: key, STALE_TIME_LIMIT_HEADER: 60}
+        get_lock_store().admit(task_id=task_id, unique_key=key, lock_ttl=60, ignore_key=None)
+    return Context(
+        {"id": task_id, "args": (number,), "kwargs": {}, **headers},
+        headers=headers,
+        called_directly=False,
+    )
+
+
+def attempt_start(lock_client: Any) -> Measure:
+    """Time the gate an attempt passes where it runs (``worker.admit_attempt``)."""
+    from celery_events import worker  # noqa: PLC0415
 
     offset = iter(range(0, 1 << 62, 1 << 20))
 
     def measure(task: Any, calls: int) -> float:
-        number = next(offset)
-        headers = {}
-        if task.unique:
-            key = task.unique_key_generator(settings.UNIQUE_TASK_KEY_PREFIX, (number,), None)
-            headers = {UNIQUE_KEY_HEADER: key, STALE_TIME_LIMIT_HEADER: 60}
-        request = Context(
-            {"id": f"attempt-{number}", "args": (number,), "kwargs": {}, **headers},
-            headers=headers,
-            called_directly=False,
-        )
-        worker.admit_attempt(task, request)
+        request = gate_request(task, next(offset))
         began = time.perf_counter()
         for _ in range(calls):
             worker.admit_attempt(task, request)
@@ -266,8 +268,7 @@ def redis_commands(unique_task: Any, redis_url: str) -> dict[str, str]:
     run adds to it. MONITOR sees each command a client sends; a script's own commands are shown
     in brackets. ``python -m benchmarks.lock_commands`` breaks this down per store and step.
     """
-    import redis  # noqa: PLC0415
-
+    from celery_events import worker  # noqa: PLC0415
     from tests.redis_monitor import monitored  # noqa: PLC0415 - needs Django set up
 
     def round_trips(action: Callable[[], object]) -> tuple[list[str], list[str]]:
@@ -280,12 +281,11 @@ def redis_commands(unique_task: Any, redis_url: str) -> dict[str, str]:
     trigger = round_trips(lambda: unique_task.apply_async(args=(next(probe),)))
     eager_run = round_trips(lambda: unique_task.apply(args=(next(probe),)))
     completion = (eager_run[0][len(trigger[0]) :], eager_run[1][len(trigger[1]) :])
-    gate = round_trips(lambda: attempt_start(redis.Redis.from_url(redis_url))(unique_task, 1))
+    request = gate_request(unique_task, next(probe))
+    gate = round_trips(lambda: worker.admit_attempt(unique_task, request))
     return {
         "per unique trigger": _describe(trigger),
-        "per attempt start on a worker (the gate)": _describe(
-            (gate[0][len(gate[0]) // 2 :], gate[1][len(gate[1]) // 2 :])
-        ),
+        "per attempt start on a worker (the gate)": _describe(gate),
         "per completion": _describe(completion),
     }
 
