@@ -45,7 +45,7 @@ from .headers import (
     UNIQUE_KEY_HEADER,
     read_header,
 )
-from .locks import Outcome, get_lock_store
+from .locks import LockStoreUnavailableError, Outcome, get_lock_store
 from .results import FailedTriggerResult, IgnoredResult, NotTriggeredCeleryError, ResultWrapper
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from billiard.einfo import ExceptionInfo
+    from celery.app.task import Context
     from celery.result import AsyncResult, EagerResult
 
 __all__ = [
@@ -278,20 +279,21 @@ class DjangoTask(Task):  # type: ignore[type-arg]
 
         Raises:
             CeleryError: the task was called directly, as a function.
+            LockStoreUnavailableError: the gate could not reach the lock store; the attempt
+                fails without running the body (``task_start``, then ``task_failure``).
         """
         request = self.request_stack.top
         if request is None or request.called_directly:
             raise CeleryError(self._DIRECT_CALL_MESSAGE.format(name=self.name))
-        stand_in = worker.admit_attempt(self, request)
+        try:
+            stand_in = worker.admit_attempt(self, request)
+        except LockStoreUnavailableError:
+            # Never run the body unchecked: the attempt starts, and fails at its gate.
+            self._start_attempt(request, args, kwargs)
+            raise
         if stand_in is not None:
             return stand_in.complete()
-        invocation_id = worker.invocation_id_of(request)
-        task_id = cast("str", request.id)
-        self.on_task_start(task_id, args, kwargs)
-        if signals.task_start.receivers:
-            signals.task_start.send(
-                self, invocation_id=invocation_id, task_id=task_id, args=args, kwargs=kwargs
-            )
+        self._start_attempt(request, args, kwargs)
         try:
             retval = self.run(*args, **kwargs)
         except Retry:
@@ -536,6 +538,18 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 args=args,
                 kwargs=kwargs,
                 retval=retval,
+            )
+
+    def _start_attempt(self, request: Context, args: Any, kwargs: Any) -> None:
+        task_id = cast("str", request.id)
+        self.on_task_start(task_id, args, kwargs)
+        if signals.task_start.receivers:
+            signals.task_start.send(
+                self,
+                invocation_id=worker.invocation_id_of(request),
+                task_id=task_id,
+                args=args,
+                kwargs=kwargs,
             )
 
     # The way of one call.

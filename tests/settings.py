@@ -31,7 +31,8 @@ DATABASES = {
 CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
-        "LOCATION": REDIS_URL,
+        # A worker of tests/test_worker.py keeps its locks in a Redis of the test's own.
+        "LOCATION": os.environ.get("CELERY_EVENTS_TEST_CACHE_URL", REDIS_URL),
         "KEY_PREFIX": f"{KEY_PREFIX}cache",
     },
     "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

@@ -15,9 +15,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from celery_events.config import settings as celery_events_settings
-from celery_events.locks import get_lock_store
+from celery_events.locks import LockStoreUnavailableError, get_lock_store
 from tests import tasks
 from tests.conftest import AMQP_URL, running_worker, wait_for
+from tests.lock_helpers import throwaway_redis
 
 pytestmark = pytest.mark.worker
 
@@ -125,3 +126,27 @@ def test_soft_time_limit_in_a_slow_task_start_receiver_fails_the_task(concurrent
 
     with pytest.raises(SoftTimeLimitExceeded):
         result.get(timeout=30)
+
+
+def test_attempt_whose_gate_cannot_reach_the_lock_store_fails_without_running(
+    tmp_path, worker_events
+):
+    queue = f"unreachable-locks-{uuid.uuid4().hex[:8]}"
+    argument = uuid.uuid4().hex
+    with (
+        throwaway_redis() as (url, process),
+        running_worker(tmp_path / "worker.log", queue, env={"CELERY_EVENTS_TEST_CACHE_URL": url}),
+    ):
+        process.kill()  # the worker's lock store; the broker and the results stay up
+        process.wait()
+        result = tasks.concurrent_counted.apply_async(args=(argument,), queue=queue)
+
+        with pytest.raises(LockStoreUnavailableError):
+            result.get(timeout=30)
+        events = wait_for(
+            lambda: (found := worker_events(result.invocation_id)) and len(found) == 2 and found,
+            "the attempt's events",
+        )
+
+    assert [event["signal"] for event in events] == ["task_start", "task_failure"]
+    assert tasks.bodies(argument) == []
