@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeAlias
 
 from celery import Task
 from celery.app.routes import MapRoute
@@ -486,17 +486,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         """Send ``task_retry``, with the time the next attempt is due."""
         super().on_retry(exc, task_id, args, kwargs, einfo)
         eta = worker.retry_eta(einfo)
-        self.on_task_retry(task_id, args, kwargs, exc, eta)
-        if signals.task_retry.receivers:
-            signals.task_retry.send(
-                self,
-                invocation_id=worker.invocation_id_of(self.request),
-                task_id=task_id,
-                args=args,
-                kwargs=kwargs,
-                exc=exc,
-                eta=eta,
-            )
+        self._task_event(
+            signals.task_retry, self.on_task_retry, self.request, task_id, args, kwargs, exc, eta
+        )
 
     def on_failure(
         self,
@@ -509,48 +501,45 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         """Send ``task_failure``; not for a stand-in, whose body did not run."""
         super().on_failure(exc, task_id, args, kwargs, einfo)
         request = self.request
-        if worker.is_stand_in_attempt(request):
-            return
-        self.on_task_failure(task_id, args, kwargs, exc, einfo)
-        if signals.task_failure.receivers:
-            signals.task_failure.send(
-                self,
-                invocation_id=worker.invocation_id_of(request),
-                task_id=task_id,
-                args=args,
-                kwargs=kwargs,
-                exc=exc,
-                einfo=einfo,
+        if not worker.is_stand_in_attempt(request):
+            self._task_event(
+                signals.task_failure,
+                self.on_task_failure,
+                request,
+                task_id,
+                args,
+                kwargs,
+                exc,
+                einfo,
             )
 
     def on_success(self, retval: Any, task_id: str, args: Any, kwargs: Any) -> None:
         """Send ``task_success``; not for a stand-in, whose body did not run."""
         super().on_success(retval, task_id, args, kwargs)
         request = self.request
-        if worker.is_stand_in_attempt(request):
-            return
-        self.on_task_success(task_id, args, kwargs, retval)
-        if signals.task_success.receivers:
-            signals.task_success.send(
-                self,
-                invocation_id=worker.invocation_id_of(request),
-                task_id=task_id,
-                args=args,
-                kwargs=kwargs,
-                retval=retval,
+        if not worker.is_stand_in_attempt(request):
+            self._task_event(
+                signals.task_success, self.on_task_success, request, task_id, args, kwargs, retval
             )
 
     def _start_attempt(self, request: Context, args: Any, kwargs: Any) -> None:
-        task_id = cast("str", request.id)
-        self.on_task_start(task_id, args, kwargs)
-        if signals.task_start.receivers:
-            signals.task_start.send(
-                self,
-                invocation_id=worker.invocation_id_of(request),
-                task_id=task_id,
-                args=args,
-                kwargs=kwargs,
-            )
+        self._task_event(signals.task_start, self.on_task_start, request, request.id, args, kwargs)
+
+    def _task_event(
+        self, signal: signals.EventSignal, hook: Callable[..., None], request: Context, *values: Any
+    ) -> None:
+        """Call the task hook with ``values``, then send its signal with the invocation id too."""
+        hook(*values)
+        if signal.receivers:
+            signal.emit(self, worker.invocation_id_of(request), *values)
+
+    def _invocation_event(
+        self, signal: signals.EventSignal, hook: Callable[..., None], *values: Any
+    ) -> None:
+        """Call the invocation hook with ``values``, then send its signal with them."""
+        hook(*values)
+        if signal.receivers:
+            signal.emit(self, *values)
 
     # The way of one call.
 
@@ -601,16 +590,15 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 self, options.get("stale_time_limit"), options.get("time_limit")
             )
         result = self.result_wrapper_class(invocation_id, self, args, kwargs, hook_options)
-        self.on_invocation_apply(invocation_id, args, kwargs, hook_options, result)
-        if signals.invocation_apply.receivers:
-            signals.invocation_apply.send(
-                self,
-                invocation_id=invocation_id,
-                args=args,
-                kwargs=kwargs,
-                options=hook_options,
-                result=result,
-            )
+        self._invocation_event(
+            signals.invocation_apply,
+            self.on_invocation_apply,
+            invocation_id,
+            args,
+            kwargs,
+            hook_options,
+            result,
+        )
         if is_on_commit:
             transaction.on_commit(
                 partial(self._trigger_at_commit, result, task_id, options, bound=bound),
@@ -669,7 +657,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         """Send ``invocation_trigger`` and publish; release the lock if nothing was published."""
         try:
             self._send_invocation_outcome(
-                self.on_invocation_trigger, signals.invocation_trigger, result
+                signals.invocation_trigger, self.on_invocation_trigger, result
             )
             result.set_result(self._publish(result, task_id, options, is_async=is_async))
         except BaseException:
@@ -707,18 +695,26 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             return Outcome.TRIGGER, task_id
         return admission.outcome, admission.task_id
 
-    def _join_or_ignore(self, result: ResultWrapper, holder: str | None) -> None:
-        """Finish a call that does not trigger: join the holder's task, or be ignored."""
+    def _join_or_ignore(
+        self,
+        result: ResultWrapper,
+        holder: str | None,
+        stand_in: AsyncResult[Any] | EagerResult[Any] | None = None,
+    ) -> None:
+        """Finish a call that does not trigger: it joins ``holder``'s call, or is ignored (None).
+
+        A bound call's published ``stand_in`` is its result; otherwise the holder's is.
+        """
         result.set_options(dict(result.options, task_id=holder))
         if holder is None:
-            result.set_result(IgnoredResult())
+            result.set_result(IgnoredResult(None if stand_in is None else stand_in.id))
             self._send_invocation_outcome(
-                self.on_invocation_ignored, signals.invocation_ignored, result
+                signals.invocation_ignored, self.on_invocation_ignored, result
             )
         else:
-            result.set_result(self.AsyncResult(holder))
+            result.set_result(self.AsyncResult(holder) if stand_in is None else stand_in)
             self._send_invocation_outcome(
-                self.on_invocation_unique, signals.invocation_unique, result
+                signals.invocation_unique, self.on_invocation_unique, result
             )
 
     def _publish_stand_in(
@@ -739,18 +735,8 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         options["headers"][STAND_IN_HEADER] = (
             {"ignored": True} if holder is None else {"holder": holder, "checks": 0}
         )
-        published = self._publish(result, task_id, options, is_async=is_async)
-        result.set_options(dict(result.options, task_id=holder))
-        if holder is None:
-            result.set_result(IgnoredResult(task_id))
-            self._send_invocation_outcome(
-                self.on_invocation_ignored, signals.invocation_ignored, result
-            )
-        else:
-            result.set_result(published)
-            self._send_invocation_outcome(
-                self.on_invocation_unique, signals.invocation_unique, result
-            )
+        stand_in = self._publish(result, task_id, options, is_async=is_async)
+        self._join_or_ignore(result, holder, stand_in)
 
     def _publish(
         self, result: ResultWrapper, task_id: str, options: dict[str, Any], *, is_async: bool
@@ -769,38 +755,32 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             _handing_over.reset(token)
 
     def _send_invocation_outcome(
-        self, hook: Any, signal: signals.EventSignal, result: ResultWrapper
+        self, signal: signals.EventSignal, hook: Callable[..., None], result: ResultWrapper
     ) -> None:
         options = result.options
-        task_id = options["task_id"]
-        hook(result.invocation_id, result.args, result.kwargs, task_id, options, result)
-        if signal.receivers:
-            signal.send(
-                self,
-                invocation_id=result.invocation_id,
-                args=result.args,
-                kwargs=result.kwargs,
-                task_id=task_id,
-                options=options,
-                result=result,
-            )
+        self._invocation_event(
+            signal,
+            hook,
+            result.invocation_id,
+            result.args,
+            result.kwargs,
+            options["task_id"],
+            options,
+            result,
+        )
 
     def _send_invocation_failure(self, result: ResultWrapper, task_id: str, exc: Exception) -> None:
-        options = result.options
-        self.on_invocation_failure(
-            result.invocation_id, result.args, result.kwargs, task_id, exc, options, result
+        self._invocation_event(
+            signals.invocation_failure,
+            self.on_invocation_failure,
+            result.invocation_id,
+            result.args,
+            result.kwargs,
+            task_id,
+            exc,
+            result.options,
+            result,
         )
-        if signals.invocation_failure.receivers:
-            signals.invocation_failure.send(
-                self,
-                invocation_id=result.invocation_id,
-                args=result.args,
-                kwargs=result.kwargs,
-                task_id=task_id,
-                exc=exc,
-                options=options,
-                result=result,
-            )
 
     def _routed_queue(self, args: Any, kwargs: Any) -> str:
         """Return the queue Celery's router sends this call to; kept while routes go by name."""
@@ -814,19 +794,14 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         return queue
 
     def _invocation_timed_out(self, result: ResultWrapper, ex: TimeoutError) -> None:
-        options = result.options
-        task_id = result.id
-        self.on_invocation_timeout(
-            result.invocation_id, result.args, result.kwargs, task_id, ex, options, result
+        self._invocation_event(
+            signals.invocation_timeout,
+            self.on_invocation_timeout,
+            result.invocation_id,
+            result.args,
+            result.kwargs,
+            result.id,
+            ex,
+            result.options,
+            result,
         )
-        if signals.invocation_timeout.receivers:
-            signals.invocation_timeout.send(
-                self,
-                invocation_id=result.invocation_id,
-                args=result.args,
-                kwargs=result.kwargs,
-                task_id=task_id,
-                ex=ex,
-                options=options,
-                result=result,
-            )
