@@ -47,17 +47,22 @@ def _release_dropped_message(*, message: Message, **_: Any) -> None:
     release_lock(headers.get("id"), headers.get(UNIQUE_KEY_HEADER))
 
 
-def release_lock(task_id: object, unique_key: object) -> None:
+def release_lock(task_id: object, unique_key: object, task_name: str | None = None) -> None:
     """Release ``unique_key`` if ``task_id`` holds it; do nothing unless both are strings.
 
     Args:
-        task_id: the dropped message's task id, as its headers or request give it.
+        task_id: the message's task id, as its headers or request give it.
         unique_key: the lock key its headers carry (None for a task that is not unique).
+        task_name: the task's name, to delete the lock's index entry with it.
 
     Raises:
         LockStoreUnavailableError: the lock store's Redis could not be reached.
     """
     if isinstance(task_id, str) and isinstance(unique_key, str):
         get_lock_store().release(
-            task_id=task_id, unique_key=unique_key, ignore_key=None, ignore_ttl=None
+            task_id=task_id,
+            unique_key=unique_key,
+            ignore_key=None,
+            ignore_ttl=None,
+            task_name=task_name,
         )

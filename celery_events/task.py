@@ -35,6 +35,7 @@ from kombu.utils.uuid import uuid as new_task_id
 from . import options as call_options
 from . import signals, worker
 from .celery import CeleryQueueEnum
+from .cleanup import release_lock
 from .commands import get_django_command_task
 from .config import settings
 from .headers import (
@@ -661,16 +662,8 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             )
             result.set_result(self._publish(result, task_id, options, is_async=is_async))
         except BaseException:
-            unique_key = options["headers"].get(UNIQUE_KEY_HEADER)
-            if unique_key is not None:
-                # A lock left behind would refuse every call until it goes stale.
-                get_lock_store().release(
-                    task_id=task_id,
-                    unique_key=unique_key,
-                    ignore_key=None,
-                    ignore_ttl=None,
-                    task_name=self.name,
-                )
+            # A lock left behind would refuse every call until it goes stale.
+            release_lock(task_id, options["headers"].get(UNIQUE_KEY_HEADER), self.name)
             raise
 
     def _admit(self, task_id: str, hook_options: Mapping[str, Any]) -> tuple[Outcome, str | None]:

@@ -42,6 +42,7 @@ from celery.exceptions import Ignore
 from django.utils import timezone
 
 from . import options as call_options
+from .cleanup import release_lock
 from .config import settings
 from .headers import (
     IGNORE_KEY_HEADER,
@@ -167,7 +168,7 @@ def _stand_in_outcome(
         finished = _finished(task, holder)
         if finished is not None:
             if stand_in.get("claimed"):  # taken at the last check: the outcome came after all
-                _release(task, request, unique_key)
+                release_lock(request.id, unique_key, task.name)
             return StandInOutcome(finished)
         claim = _claim(task, request, unique_key)
         if claim.holder == request.id and stand_in.get("claimed"):
@@ -290,13 +291,3 @@ def settle(task: DjangoTask, request: Context, *, succeeded: bool) -> None:
             task.name,
             request.id,
         )
-
-
-def _release(task: DjangoTask, request: Context, unique_key: str) -> None:
-    get_lock_store().release(
-        task_id=str(request.id),
-        unique_key=unique_key,
-        ignore_key=None,
-        ignore_ttl=None,
-        task_name=task.name,
-    )

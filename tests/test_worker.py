@@ -35,6 +35,22 @@ def _logged(*words):
     return any(all(word in line for word in words) for line in tasks.worker_log())
 
 
+def _free_lock_of(result, argument):
+    """Free the lock of ``result``'s call, as if it expired."""
+    get_lock_store().release(
+        task_id=result.id, unique_key=_key(argument), ignore_key=None, ignore_ttl=None
+    )
+
+
+def _assert_joined_ran_once(argument, joiner, holder):
+    """Let ``holder`` finish; both calls get its task id, and one body of ``argument`` ran."""
+    _joined_or_overlapped(argument, joiner.id, holder.id)
+    tasks.open_gate(argument)
+    assert holder.get(timeout=30) == holder.id
+    assert joiner.get(timeout=30) == holder.id
+    assert tasks.bodies(argument) == [1]
+
+
 def _joined_or_overlapped(argument, joiner, holder):
     """Wait until ``joiner`` joined ``holder`` on the worker, or two bodies of one key ran."""
     wait_for(
@@ -80,40 +96,24 @@ def test_redelivered_message_whose_lock_expired_never_runs_beside_a_newer_call(
 
     # RabbitMQ delivers the first message again (acks_late), beside the second.
     with redelivery_workers("restarted", "-c", "2"):
-        _joined_or_overlapped(argument, first.id, second.id)
-        assert tasks.bodies(argument) in ([], [1])
-        tasks.open_gate(argument)
-        assert second.get(timeout=30) == second.id
-        assert first.get(timeout=30) == second.id
-
-    assert tasks.bodies(argument) == [1]
+        _assert_joined_ran_once(argument, first, second)
 
 
 def test_message_whose_lock_was_taken_while_it_waited_joins_the_new_holder(concurrent_worker):
     argument = uuid.uuid4().hex
     first = tasks.concurrent_counted.apply_async(args=(argument,), countdown=2)
-    # Its lock freed while the message waits for its eta (as if expired), then taken anew.
-    get_lock_store().release(
-        task_id=first.id, unique_key=_key(argument), ignore_key=None, ignore_ttl=None
-    )
+    _free_lock_of(first, argument)  # while the message waits for its eta, then taken anew
     second = tasks.concurrent_counted.apply_async(args=(argument,))
     assert second.id != first.id
 
-    _joined_or_overlapped(argument, first.id, second.id)
-    tasks.open_gate(argument)
-
-    assert second.get(timeout=30) == second.id
-    assert first.get(timeout=30) == second.id
-    assert tasks.bodies(argument) == [1]
+    _assert_joined_ran_once(argument, first, second)
 
 
 def test_message_whose_lock_expired_while_it_waited_takes_it_again(concurrent_worker):
     argument = uuid.uuid4().hex
     tasks.open_gate(argument)
     result = tasks.concurrent_counted.apply_async(args=(argument,), countdown=1)
-    get_lock_store().release(
-        task_id=result.id, unique_key=_key(argument), ignore_key=None, ignore_ttl=None
-    )
+    _free_lock_of(result, argument)
 
     assert result.get(timeout=30) == result.id
     assert _logged(result.id, "took it again")
