@@ -21,19 +21,36 @@ class IgnoredResult:
 
     Its ``state`` is ``'IGNORED'`` and ``get()`` returns None. It has no task id, except for a
     call that a canvas (or a ``link``, or a task id given in advance) waits on: its stand-in is
-    published under that id and completes with None, so that what follows it runs.
+    published under that id and completes with None, so that what follows it runs; the rest of
+    Celery's result API (``then()``, a group's joins...) is then the stand-in's result's.
 
     Args:
-        task_id: the stand-in's task id, for a canvas member; None otherwise.
+        stand_in: the published stand-in's result, for a canvas member; None otherwise.
     """
 
     state: ClassVar[str] = "IGNORED"
 
-    def __init__(self, task_id: str | None = None) -> None:
-        self.id = task_id
+    def __init__(self, stand_in: Any = None) -> None:
+        self._stand_in = stand_in
+        self.id: str | None = None if stand_in is None else stand_in.id
+
+    def __getattr__(self, name: str) -> Any:
+        """Answer the rest of Celery's result API from the stand-in's result, when there is one.
+
+        Raises:
+            AttributeError: the call has no stand-in, or its result has no such attribute.
+        """
+        stand_in = vars(self).get("_stand_in")
+        if stand_in is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(stand_in, name)
 
     def get(self, *args: Any, **kwargs: Any) -> None:
         """Return None at once: an ignored call has no result to wait for."""
+
+    def ready(self) -> bool:
+        """Return True: an ignored call has its outcome, None."""
+        return True
 
     def successful(self) -> bool:
         """Return False: an ignored call did not run."""

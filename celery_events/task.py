@@ -688,24 +688,18 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             return Outcome.TRIGGER, task_id
         return admission.outcome, admission.task_id
 
-    def _join_or_ignore(
-        self,
-        result: ResultWrapper,
-        holder: str | None,
-        stand_in: AsyncResult[Any] | EagerResult[Any] | None = None,
-    ) -> None:
-        """Finish a call that does not trigger: it joins ``holder``'s call, or is ignored (None).
-
-        A bound call's published ``stand_in`` is its result; otherwise the holder's is.
-        """
+    def _join_or_ignore(self, result: ResultWrapper, holder: str | None) -> None:
+        """Finish a call that does not trigger: it joins ``holder``'s call, or is ignored (None)."""
         result.set_options(dict(result.options, task_id=holder))
+        result.set_result(IgnoredResult() if holder is None else self.AsyncResult(holder))
+        self._send_join_or_ignore(result, holder)
+
+    def _send_join_or_ignore(self, result: ResultWrapper, holder: str | None) -> None:
         if holder is None:
-            result.set_result(IgnoredResult(None if stand_in is None else stand_in.id))
             self._send_invocation_outcome(
                 signals.invocation_ignored, self.on_invocation_ignored, result
             )
         else:
-            result.set_result(self.AsyncResult(holder) if stand_in is None else stand_in)
             self._send_invocation_outcome(
                 signals.invocation_unique, self.on_invocation_unique, result
             )
@@ -722,14 +716,21 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         """Publish a stand-in for a canvas member that joins ``holder`` or is ignored (None).
 
         The stand-in carries the member's task id, callbacks, chain and chord, so they get the
-        holder's outcome, or None (see :mod:`celery_events.worker`). It is published before the
-        outcome event, so that a failed publish is the call's only outcome.
+        holder's outcome, or None (see :mod:`celery_events.worker`). Sent to a broker, it is
+        published before the outcome event, so that a failed publish is the call's only
+        outcome; run here (eager, ``apply()``), it runs after it, as it would on a worker.
         """
         options["headers"][STAND_IN_HEADER] = (
             {"ignored": True} if holder is None else {"holder": holder, "checks": 0}
         )
+        result.set_options(dict(result.options, task_id=holder))
+        published = is_async and not self.app.conf.task_always_eager
+        if not published:
+            self._send_join_or_ignore(result, holder)
         stand_in = self._publish(result, task_id, options, is_async=is_async)
-        self._join_or_ignore(result, holder, stand_in)
+        result.set_result(stand_in if holder is not None else IgnoredResult(stand_in))
+        if published:
+            self._send_join_or_ignore(result, holder)
 
     def _publish(
         self, result: ResultWrapper, task_id: str, options: dict[str, Any], *, is_async: bool

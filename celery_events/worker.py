@@ -193,7 +193,10 @@ def _stand_in_outcome(
 
 def _finished(task: DjangoTask, holder: str) -> AsyncResult[Any] | None:
     """Return the holder's result when it has finished; None while it runs or is unknown."""
-    if isinstance(task.backend, DisabledBackend):  # no outcome is ever stored to read
+    conf = task.app.conf
+    if isinstance(task.backend, DisabledBackend) or (
+        conf.task_always_eager and not conf.task_store_eager_result
+    ):  # no outcome is stored to read
         return None
     result = task.AsyncResult(holder)
     return result if result.ready() else None

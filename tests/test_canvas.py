@@ -172,6 +172,37 @@ class TestIgnoredMember:
         assert callback_result.get(timeout=30) == "None"
 
 
+class TestEager:
+    def test_ignored_group_member_is_none(self, eager):
+        argument = uuid.uuid4().int % 1_000_000
+        assert tasks.concurrent_ignorable.apply(args=(argument,)).get() == argument
+
+        result = group(tasks.concurrent_ignorable.s(argument), tasks.concurrent_add.s(1, 2)).apply()
+
+        assert result.get() == [None, 3]
+
+    def test_member_joined_to_a_vanished_call_waits_in_place_then_runs(self, eager):
+        gate = f"canvas-eager-{uuid.uuid4().hex}"
+        tasks.open_gate(gate)
+        key = tasks.concurrent_gated.unique_key_generator(
+            settings.UNIQUE_TASK_KEY_PREFIX, (gate, 7), None
+        )
+        get_lock_store().admit(
+            task_id="vanished", unique_key=key, lock_ttl=1, ignore_key=None, task_name=None
+        )
+        with capture_events() as events:
+            result = group(tasks.concurrent_gated.s(gate, 7)).apply()
+
+        assert result.get() == [7]
+        assert [event.name for event in events] == [
+            "invocation_apply",
+            "invocation_unique",
+            "task_start",
+            "task_success",
+        ]
+        assert get_lock_store().holder(key) is None
+
+
 def test_eager_chain_follower_runs_with_none_after_an_ignored_call(eager):
     argument = uuid.uuid4().int % 1_000_000
     assert tasks.concurrent_ignorable.apply(args=(argument,)).get() == argument
