@@ -41,7 +41,6 @@ from .config import settings
 from .headers import (
     CARRIED_HEADERS,
     IGNORE_KEY_HEADER,
-    INVOCATION_ID_HEADER,
     STAND_IN_HEADER,
     UNIQUE_KEY_HEADER,
     read_header,
@@ -466,14 +465,15 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             if request.retries < len(delays):
                 countdown = delays[request.retries]
         if not request.called_directly:
-            carried = {name: read_header(request, name) for name in CARRIED_HEADERS}
-            carried[INVOCATION_ID_HEADER] = worker.invocation_id_of(request)
-            # Every header of the message goes on (trace context, the user's own), then ours.
-            options["headers"] = {
-                **(request.headers or {}),
-                **(options.get("headers") or {}),
-                **carried,
-            }
+            # Every header of the message goes on (trace context, the user's own), then ours;
+            # not a stand-in's mark: a stand-in that runs the body retries as the call itself.
+            headers = {**(request.headers or {}), **(options.get("headers") or {})}
+            headers.pop(STAND_IN_HEADER, None)
+            for name in CARRIED_HEADERS:
+                value = read_header(request, name)
+                if value is not None:
+                    headers[name] = value
+            options["headers"] = headers
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
 
     def on_retry(

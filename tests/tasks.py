@@ -371,6 +371,21 @@ def errbacks() -> list[str]:
     return [raw.decode() for raw in _redis().lrange(ERRBACKS_KEY, 0, -1)]
 
 
+@app.task(
+    bind=True,
+    unique=True,
+    stale_time_limit=60,
+    autoretry_for=(FlakyError,),
+    default_retry_delays=(0.1,),
+)
+def concurrent_flaky(self: Any, x: str) -> int:
+    """Fail the first attempt, succeed the second; return the attempt's retries."""
+    if not self.request.retries:
+        msg = f"first attempt of {x} fails"
+        raise FlakyError(msg)
+    return int(self.request.retries)
+
+
 @app.task(soft_time_limit=1)
 def concurrent_soft_limited() -> str:
     return "ran to its end"

@@ -133,6 +133,24 @@ class TestJoinedMember:
         tasks.open_gate(gate)
         assert result.get(timeout=30) == [5]
 
+    def test_member_that_ran_itself_retries_as_the_call_itself(self, concurrent_worker):
+        argument = uuid.uuid4().hex
+        key = tasks.concurrent_flaky.unique_key_generator(
+            settings.UNIQUE_TASK_KEY_PREFIX, (argument,), None
+        )
+        get_lock_store().admit(
+            task_id="vanished", unique_key=key, lock_ttl=1, ignore_key=None, task_name=None
+        )
+
+        result = group(tasks.concurrent_flaky.s(argument)).apply_async()
+
+        assert result.get(timeout=30) == [1]
+        member_id = result.results[0].id
+        took_over = [line for line in tasks.worker_log() if member_id in line]
+        assert len(took_over) == 1
+        assert "runs the body itself" in took_over[0]
+        assert get_lock_store().holder(key) is None
+
 
 class TestIgnoredMember:
     def test_group_gets_none_for_an_ignored_member(self, ignored):
