@@ -205,3 +205,16 @@ def fixture_worker_events(redis_client) -> Callable[[str], list[dict[str, Any]]]
         return [event for event in events if event["invocation_id"] == invocation_id]
 
     return read
+
+
+@pytest.fixture(name="attempt_events")
+def fixture_attempt_events(worker_events) -> Callable[[str], list[dict[str, Any]]]:
+    """Wait for the start and the end event of a call's one attempt; return both, in order."""
+
+    def read(invocation_id: str) -> list[dict[str, Any]]:
+        return wait_for(
+            lambda: (found := worker_events(invocation_id)) and len(found) == 2 and found,
+            f"the start and end events of {invocation_id}",
+        )
+
+    return read

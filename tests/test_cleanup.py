@@ -121,15 +121,12 @@ def test_call_made_once_the_failure_is_visible_never_joins_the_dead_task(
     reason="Celery runs the task's on_failure at the hard time limit from 5.6 on",
 )
 def test_hard_time_limit_failure_event_carries_the_calls_invocation_id(
-    prefork_worker, worker_events
+    prefork_worker, attempt_events
 ):
     _, result = _call(tasks.locks_outlives_time_limit)
     with pytest.raises(TimeLimitExceeded):
         result.get(timeout=30)
 
-    events = wait_for(
-        lambda: (found := worker_events(result.invocation_id)) and len(found) == 2 and found,
-        "the start and failure events of the call",
-    )
+    events = attempt_events(result.invocation_id)
     assert [event["signal"] for event in events] == ["task_start", "task_failure"]
     assert events[1]["task_id"] == result.id

@@ -13,7 +13,6 @@ from celery_events.locks import LockStoreUnavailableError
 from celery_events.task import NotTriggeredCeleryError
 from celery_events.testing import capture_events
 from tests import tasks
-from tests.conftest import wait_for
 from tests.lock_helpers import redis_cache, throwaway_redis, use_cache
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -164,14 +163,11 @@ def test_unique_call_whose_key_cannot_be_computed_fails_at_commit_on_the_bus():
 
 
 @pytest.mark.worker
-def test_on_commit_call_runs_on_the_worker_with_one_invocation_id(worker, worker_events):
+def test_on_commit_call_runs_on_the_worker_with_one_invocation_id(worker, attempt_events):
     with capture_events() as events, transaction.atomic():
         result = tasks.add.delay_on_commit(5, 6)
 
     assert result.get(timeout=30) == 11
-    worker_side = wait_for(
-        lambda: (found := worker_events(result.invocation_id)) and len(found) == 2 and found,
-        "the worker's events of the on-commit call",
-    )
+    worker_side = attempt_events(result.invocation_id)
     assert [event["signal"] for event in worker_side] == ["task_start", "task_success"]
     assert {event.kwargs["invocation_id"] for event in events} == {result.invocation_id}

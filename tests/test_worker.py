@@ -129,7 +129,7 @@ def test_soft_time_limit_in_a_slow_task_start_receiver_fails_the_task(concurrent
 
 
 def test_attempt_whose_gate_cannot_reach_the_lock_store_fails_without_running(
-    tmp_path, worker_events
+    tmp_path, attempt_events
 ):
     queue = f"unreachable-locks-{uuid.uuid4().hex[:8]}"
     argument = uuid.uuid4().hex
@@ -143,10 +143,7 @@ def test_attempt_whose_gate_cannot_reach_the_lock_store_fails_without_running(
 
         with pytest.raises(LockStoreUnavailableError):
             result.get(timeout=30)
-        events = wait_for(
-            lambda: (found := worker_events(result.invocation_id)) and len(found) == 2 and found,
-            "the attempt's events",
-        )
+        events = attempt_events(result.invocation_id)
 
     assert [event["signal"] for event in events] == ["task_start", "task_failure"]
     assert tasks.bodies(argument) == []
