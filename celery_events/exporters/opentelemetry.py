@@ -146,9 +146,7 @@ class OpenTelemetryExporter(SignalExporter):
         )
         self._calls.add(invocation_id, span)
 
-    def _outcome(
-        self, outcome: str, task: Task[Any, Any], invocation_id: str, task_id: str | None
-    ) -> Span | None:
+    def _outcome(self, outcome: str, invocation_id: str, task_id: str | None) -> Span | None:
         """Return the call's span, no longer waiting for an outcome, with its outcome set."""
         span: Span | None = self._calls.pop(invocation_id)
         if span is None:
@@ -176,7 +174,7 @@ class OpenTelemetryExporter(SignalExporter):
         **_: Any,
     ) -> None:
         """Write the trace context into the message's headers; the span ends once published."""
-        span = self._outcome(semconv.TRIGGERED, task, invocation_id, task_id)
+        span = self._outcome(semconv.TRIGGERED, invocation_id, task_id)
         if span is not None:
             propagate.inject(options["headers"], context=trace.set_span_in_context(span))
             self._publishing.add(invocation_id, span)
@@ -208,7 +206,7 @@ class OpenTelemetryExporter(SignalExporter):
     ) -> None:
         """End the PRODUCER span of a call that joined a running call or was ignored."""
         self._count(task.name, outcome)
-        span = self._outcome(outcome, task, invocation_id, task_id)
+        span = self._outcome(outcome, invocation_id, task_id)
         if span is not None:
             # Read back by a timeout's span, which joins the call's trace.
             propagate.inject(options["headers"], context=trace.set_span_in_context(span))
@@ -227,7 +225,7 @@ class OpenTelemetryExporter(SignalExporter):
         self._count(task.name, semconv.FAILED)
         span = self._publishing.pop(invocation_id)  # triggered, then the publish failed
         if span is None:
-            span = self._outcome(semconv.FAILED, task, invocation_id, task_id)
+            span = self._outcome(semconv.FAILED, invocation_id, task_id)
         else:
             span.set_attribute(semconv.INVOCATION_OUTCOME, semconv.FAILED)
         if span is not None:
