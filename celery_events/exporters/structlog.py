@@ -119,7 +119,7 @@ class StructlogExporter(SignalExporter):
             signals.invocation_trigger: self._triggered,
             signals.invocation_unique: partial(self._invocation, "invocation_deduplicated"),
             signals.invocation_ignored: partial(self._invocation, "invocation_ignored"),
-            signals.invocation_failure: self._failed_to_trigger,
+            signals.invocation_failure: partial(self._invocation, "invocation_failed"),
             signals.invocation_timeout: partial(self._invocation, "invocation_timed_out"),
             signals.task_start: self._started,
             signals.task_retry: self._retrying,
@@ -180,34 +180,19 @@ class StructlogExporter(SignalExporter):
         invocation_id: str,
         task_id: str | None,
         options: Mapping[str, Any],
+        exc: BaseException | None = None,
         **_: Any,
     ) -> None:
-        getattr(self._logger, self._levels[event])(
-            event,
-            invocation_id=invocation_id,
-            task_id=task_id,
-            task_name=task.name,
-            queue=options["queue"],
-        )
-
-    def _failed_to_trigger(
-        self,
-        task: Task[Any, Any],
-        *,
-        invocation_id: str,
-        task_id: str,
-        exc: Exception,
-        options: Mapping[str, Any],
-        **_: Any,
-    ) -> None:
-        getattr(self._logger, self._levels["invocation_failed"])(
-            "invocation_failed",
-            invocation_id=invocation_id,
-            task_id=task_id,
-            task_name=task.name,
-            queue=options["queue"],
-            exc_info=exc,
-        )
+        """Log a call's outcome, with ``exc`` when it could not be triggered or published."""
+        fields = {
+            "invocation_id": invocation_id,
+            "task_id": task_id,
+            "task_name": task.name,
+            "queue": options["queue"],
+        }
+        if exc is not None:
+            fields["exc_info"] = exc
+        getattr(self._logger, self._levels[event])(event, **fields)
 
     # Where the task runs.
 
