@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Final
 from celery.exceptions import CeleryError
 from django.utils import timezone
 
-from .config import settings
+from .config import SETTING_PREFIX, settings
+from .durations import positive_seconds
 from .headers import (
     IGNORE_KEY_HEADER,
     INVOCATION_ID_HEADER,
@@ -35,18 +36,12 @@ __all__ = [
     "invocation_id_of",
     "is_bound",
     "lock_ttl",
-    "seconds",
     "stale_time_limit",
     "trigger_options",
 ]
 
 BOUND_OPTIONS: Final = ("link", "link_error", "chord", "group_id", "chain")
 """Options that tie more work to a call's task id: callbacks, errbacks, chord, group, chain."""
-
-
-def seconds(value: float | timedelta) -> float:
-    """Return ``value`` in seconds: a number as it is, a timedelta converted."""
-    return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
 def invocation_id_of(options: dict[str, Any]) -> str | None:
@@ -102,17 +97,21 @@ def stale_time_limit(
     Raises:
         CeleryError: none is set and none can be derived.
     """
-    for candidate in (
-        stale_time_limit,
-        task.stale_time_limit,
-        settings.DEFAULT_TASK_STALE_TIME_LIMIT,
-    ):
-        if candidate is not None:
-            return seconds(candidate)
+    if stale_time_limit is not None:
+        return positive_seconds(stale_time_limit, f"stale_time_limit of a call of {task.name!r}")
+    if task.stale_time_limit is not None:
+        return positive_seconds(task.stale_time_limit, f"stale_time_limit of task {task.name!r}")
+    if settings.DEFAULT_TASK_STALE_TIME_LIMIT is not None:
+        return positive_seconds(
+            settings.DEFAULT_TASK_STALE_TIME_LIMIT,
+            f"{SETTING_PREFIX}DEFAULT_TASK_STALE_TIME_LIMIT",
+        )
     time_limit = time_limit or task.time_limit
     waiting = task.max_queue_waiting_time or settings.DEFAULT_TASK_MAX_QUEUE_WAITING_TIME
     if time_limit and waiting:
-        attempt = float(time_limit) + float(waiting)
+        attempt = float(time_limit) + positive_seconds(
+            waiting, f"max_queue_waiting_time of task {task.name!r}"
+        )
         delays = task.default_retry_delays
         autoretry_for = getattr(task, "autoretry_for", ())
         if autoretry_for and delays:

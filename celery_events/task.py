@@ -38,6 +38,7 @@ from .celery import CeleryQueueEnum
 from .cleanup import release_lock
 from .commands import get_django_command_task
 from .config import settings
+from .durations import positive_seconds
 from .headers import (
     CARRIED_HEADERS,
     IGNORE_KEY_HEADER,
@@ -435,7 +436,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         get_lock_store().ignore(
             task_id=str(request.id),
             ignore_key=worker.ignore_key_of(self, request),
-            ignore_ttl=call_options.seconds(timedelta_),
+            ignore_ttl=positive_seconds(
+                timedelta_, f"ignore_task_timedelta of set_ignore_task() of {self.name!r}"
+            ),
             unique_key=read_header(request, UNIQUE_KEY_HEADER),
             task_name=self.name,
         )

@@ -41,9 +41,9 @@ from celery.backends.base import DisabledBackend
 from celery.exceptions import Ignore
 from django.utils import timezone
 
-from . import options as call_options
 from .cleanup import release_lock
 from .config import settings
+from .durations import positive_seconds
 from .headers import (
     IGNORE_KEY_HEADER,
     INVOCATION_ID_HEADER,
@@ -278,7 +278,9 @@ def settle(task: DjangoTask, request: Context, *, succeeded: bool) -> None:
         ignore_key = ignore_ttl = None
         if succeeded and task.ignore_task_after_success and task.ignore_task_timedelta is not None:
             ignore_key = ignore_key_of(task, request)
-            ignore_ttl = call_options.seconds(task.ignore_task_timedelta)
+            ignore_ttl = positive_seconds(
+                task.ignore_task_timedelta, f"ignore_task_timedelta of task {task.name!r}"
+            )
         if unique_key is not None or ignore_key is not None:
             get_lock_store().release(
                 task_id=str(request.id),
