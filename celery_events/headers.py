@@ -2,10 +2,12 @@
 
 A triggered call is published with the key and stale time limit of its unique lock and the key
 of its ignore window when it has them, so that the worker checks and releases exactly the key the
-caller took, and with its invocation id when that is not its task id (a caller named the
-invocation), so that every event of the call, on both sides and across retries, carries the same
-invocation id. A *stand-in* (the message of a canvas member that joined
-a running call or was ignored, see :mod:`celery_events.worker`) also carries ``stand_in``.
+caller took; with its own ``ignore_task_after_success`` when the call gave one, so that the
+worker opens the window as the call asked; and with its invocation id when that is not its task
+id (a caller named the invocation), so that every event of the call, on both sides and across
+retries, carries the same invocation id. A *stand-in* (the message of a canvas member that
+joined a running call or was ignored, see :mod:`celery_events.worker`) also carries
+``stand_in``.
 
 These names are the library's own: a caller's headers of the same names are replaced when a call
 triggers (an ``invocation_id`` header is taken as the call's invocation id).
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CARRIED_HEADERS",
+    "IGNORE_AFTER_SUCCESS_HEADER",
     "IGNORE_KEY_HEADER",
     "INVOCATION_ID_HEADER",
     "RESERVED_HEADERS",
@@ -37,6 +40,8 @@ STALE_TIME_LIMIT_HEADER: Final = "stale_time_limit"
 """Seconds the unique lock lives, so the worker can take it again after it expired."""
 IGNORE_KEY_HEADER: Final = "ignore_key"
 """The ignore window's key, opened by the worker after a success."""
+IGNORE_AFTER_SUCCESS_HEADER: Final = "ignore_task_after_success"
+"""A call's own ``ignore_task_after_success``, when it gave one: the task's otherwise."""
 STAND_IN_HEADER: Final = "stand_in"
 """What a stand-in message stands for: ``{"holder": task id, ...}`` or ``{"ignored": True}``."""
 CARRIED_HEADERS: Final = (
@@ -44,6 +49,7 @@ CARRIED_HEADERS: Final = (
     UNIQUE_KEY_HEADER,
     STALE_TIME_LIMIT_HEADER,
     IGNORE_KEY_HEADER,
+    IGNORE_AFTER_SUCCESS_HEADER,
 )
 """The headers a retry re-publishes with."""
 RESERVED_HEADERS: Final = frozenset((*CARRIED_HEADERS, STAND_IN_HEADER))

@@ -17,6 +17,7 @@ from django.utils import timezone
 from .config import SETTING_PREFIX, settings
 from .durations import positive_seconds
 from .headers import (
+    IGNORE_AFTER_SUCCESS_HEADER,
     IGNORE_KEY_HEADER,
     INVOCATION_ID_HEADER,
     RESERVED_HEADERS,
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BOUND_OPTIONS",
+    "check_call",
+    "checks_ignore_window",
     "invocation_id_of",
     "is_bound",
     "lock_ttl",
@@ -86,6 +89,63 @@ def is_bound(task_id: str | None, options: Mapping[str, Any]) -> bool:
     return bool(options) and any(options.get(name) for name in BOUND_OPTIONS)
 
 
+def check_call(task: DjangoTask, kwargs: Any, options: dict[str, Any]) -> None:
+    """Refuse a call's bad input where it is made; resolve a unique call's stale time limit.
+
+    The options of django-celery-extensions that are the library's own stay in ``options``
+    until the call triggers, which takes them out (:func:`trigger_options`): none reaches the
+    broker.
+
+    Raises:
+        TypeError: a keyword argument's name is not a string, or an option has the wrong type.
+        ValueError: ``stale_time_limit`` is 0 or less.
+        CeleryError: a unique task has no stale time limit from the call, the task or the
+            settings; or ``ignore_task_after_success=True`` is asked of a task that has no
+            ``ignore_task_timedelta``.
+    """
+    if kwargs and not all(isinstance(name, str) for name in kwargs):
+        names = ", ".join(repr(name) for name in kwargs if not isinstance(name, str))
+        msg = f"keyword arguments of a call of {task.name!r} must be named by strings, not {names}"
+        raise TypeError(msg)
+    if task.unique:
+        options["stale_time_limit"] = stale_time_limit(
+            task, options.get("stale_time_limit"), options.get("time_limit")
+        )
+    if not options:
+        return
+    limit = options.get("stale_time_limit")
+    if limit is not None and not task.unique:
+        options["stale_time_limit"] = positive_seconds(
+            limit, f"stale_time_limit of a call of {task.name!r}"
+        )
+    ignore_after_success = options.get("ignore_task_after_success")
+    if ignore_after_success is not None:
+        if not isinstance(ignore_after_success, bool):
+            msg = (
+                f"ignore_task_after_success of a call of {task.name!r} must be True or False, "
+                f"not {ignore_after_success!r}"
+            )
+            raise TypeError(msg)
+        if ignore_after_success and task.ignore_task_timedelta is None:
+            msg = (
+                f"ignore_task_after_success=True was asked of a call of {task.name!r}, which "
+                "has no ignore_task_timedelta to ignore later calls for"
+            )
+            raise CeleryError(msg)
+
+
+def checks_ignore_window(task: DjangoTask, ignore_after_success: bool | None) -> bool:
+    """Return whether a call is checked against its ignore window (and carries its key).
+
+    A call's ``ignore_task_after_success`` decides, both ways; without it, every call of a task
+    with an ``ignore_task_timedelta`` is, since ``set_ignore_task`` may open the window even
+    when the task does not ignore after success.
+    """
+    if ignore_after_success is not None:
+        return ignore_after_success
+    return task.ignore_task_timedelta is not None
+
+
 def stale_time_limit(
     task: DjangoTask, stale_time_limit: float | None, time_limit: float | None
 ) -> float:
@@ -133,13 +193,18 @@ def trigger_options(
     result: celery_events.results.ResultWrapper,
     task_id: str,
     options: dict[str, Any],
+    *,
+    unique_key: str | None,
+    ignore_key: str | None,
 ) -> dict[str, Any]:
     """Resolve eta, expiry, limits and headers; update the publish ``options`` in place.
 
-    The headers are the caller's, with the library's own names
+    The library's own options (``stale_time_limit``, ``ignore_task_after_success``) are taken
+    out. The headers are the caller's, with the library's own names
     (:data:`~celery_events.headers.RESERVED_HEADERS`) replaced by the call's invocation id when
-    it is not the task id, and, as the task has them, its lock's key and stale time limit and
-    its ignore window's key.
+    it is not the task id, and, when the call has them, its lock's key (``unique_key``) and
+    stale time limit, its ignore window's key (``ignore_key``) and a call's own
+    ``ignore_task_after_success``.
 
     Returns:
         The options the trigger, unique, ignored and failure hooks see.
@@ -153,6 +218,7 @@ def trigger_options(
         options["eta"] = trigger_time + timedelta(seconds=countdown)
     time_limit = options.get("time_limit", task.time_limit)
     limit = options.pop("stale_time_limit", None)
+    ignore_after_success = options.pop("ignore_task_after_success", None)
     caller_headers = options.get("headers")
     headers = options["headers"] = (
         {name: value for name, value in caller_headers.items() if name not in RESERVED_HEADERS}
@@ -161,18 +227,16 @@ def trigger_options(
     )
     if result.invocation_id != task_id:  # the worker takes the task id otherwise
         headers[INVOCATION_ID_HEADER] = result.invocation_id
-    if task.unique:
-        headers[UNIQUE_KEY_HEADER] = task.unique_key_generator(
-            settings.UNIQUE_TASK_KEY_PREFIX, result.args, result.kwargs
-        )
+    if unique_key is not None:
+        headers[UNIQUE_KEY_HEADER] = unique_key
         headers[STALE_TIME_LIMIT_HEADER] = limit
         if "expires" not in options and time_limit and limit > time_limit:
             # A message still queued when its lock goes stale would run beside a newer one.
             options["expires"] = trigger_time + timedelta(seconds=limit - time_limit)
-    if task.ignore_task_timedelta is not None:
-        headers[IGNORE_KEY_HEADER] = task.unique_key_generator(
-            settings.IGNORE_TASK_KEY_PREFIX, result.args, result.kwargs
-        )
+    if ignore_key is not None:
+        headers[IGNORE_KEY_HEADER] = ignore_key
+    if ignore_after_success is not None:
+        headers[IGNORE_AFTER_SUCCESS_HEADER] = ignore_after_success
     expires = options.get("expires")
     return {
         **result.options,

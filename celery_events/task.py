@@ -38,7 +38,7 @@ from .celery import CeleryQueueEnum
 from .cleanup import release_lock
 from .commands import get_django_command_task
 from .config import settings
-from .durations import positive_seconds
+from .durations import positive_seconds, retry_delays
 from .headers import (
     CARRIED_HEADERS,
     IGNORE_KEY_HEADER,
@@ -152,10 +152,12 @@ class DjangoTask(Task):  # type: ignore[type-arg]
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Apply a CeleryQueueEnum queue's default options and check the ignore options.
+        """Apply a CeleryQueueEnum queue's default options and check the task's own options.
 
         Raises:
             CeleryError: ``ignore_task_after_success`` is set without ``ignore_task_timedelta``.
+            TypeError: a limit or delay is neither seconds (a number) nor a timedelta.
+            ValueError: a limit is 0 or less, or a retry delay less than 0.
         """
         super().__init_subclass__(**kwargs)
         queue = cls.__dict__.get("queue")
@@ -164,11 +166,17 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             for name, value in queue.default_task_kwargs.items():
                 if getattr(cls, name, None) is None:
                     setattr(cls, name, value)
-        if cls.ignore_task_after_success and cls.ignore_task_timedelta is None:
-            msg = (
-                f"task {cls.__dict__.get('name', cls.__qualname__)!r} sets "
-                "ignore_task_after_success but no ignore_task_timedelta"
+        task_name = cls.__dict__.get("name", cls.__qualname__)
+        for option in ("stale_time_limit", "max_queue_waiting_time", "ignore_task_timedelta"):
+            value = getattr(cls, option)
+            if value is not None:
+                positive_seconds(value, f"{option} of task {task_name!r}")
+        if cls.default_retry_delays is not None:
+            cls.default_retry_delays = retry_delays(
+                cls.default_retry_delays, f"default_retry_delays of task {task_name!r}"
             )
+        if cls.ignore_task_after_success and cls.ignore_task_timedelta is None:
+            msg = f"task {task_name!r} sets ignore_task_after_success but no ignore_task_timedelta"
             raise CeleryError(msg)
 
     # Invocation hooks: run in the caller's process. Override them freely; the signal of the
@@ -408,8 +416,45 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         if not self.unique:
             msg = f"is_processing() needs a unique task; task {self.name!r} is not unique"
             raise CeleryError(msg)
-        unique_key = self.unique_key_generator(settings.UNIQUE_TASK_KEY_PREFIX, args, kwargs)
-        return get_lock_store().holder(unique_key) is not None
+        unique_key = self._get_unique_key(args, kwargs)
+        return unique_key is not None and get_lock_store().holder(unique_key) is not None
+
+    def _get_unique_key(self, task_args: Any, task_kwargs: Any) -> str | None:
+        """Return the unique lock's key of a call with these arguments; None when not unique.
+
+        The seam that django-celery-extensions had, with its signature: every call, the worker's
+        gate and :meth:`is_processing` take the key from here, so a test that patches it forces
+        the lock key (and one that returns None makes the call not unique).
+
+        Raises:
+            TypeError: ``unique_key_generator`` returned something other than a non-empty
+                string.
+        """
+        if not self.unique:
+            return None
+        return self._generate_key(settings.UNIQUE_TASK_KEY_PREFIX, task_args, task_kwargs)
+
+    def _get_ignore_key(self, task_args: Any, task_kwargs: Any) -> str:
+        """Return the ignore window's key of a call with these arguments.
+
+        Raises:
+            TypeError: ``unique_key_generator`` returned something other than a non-empty
+                string.
+        """
+        return self._generate_key(settings.IGNORE_TASK_KEY_PREFIX, task_args, task_kwargs)
+
+    def _generate_key(self, prefix: str, task_args: Any, task_kwargs: Any) -> str:
+        key = self.unique_key_generator(prefix, task_args, task_kwargs)
+        if not isinstance(key, str) or not key:
+            generator = getattr(
+                self.unique_key_generator, "__qualname__", self.unique_key_generator
+            )
+            msg = (
+                f"unique_key_generator {generator} of task {self.name!r} returned {key!r}; "
+                "it must return a non-empty string, the call's key"
+            )
+            raise TypeError(msg)
+        return key
 
     def set_ignore_task(self, ignore_task_timedelta: timedelta | float | None = None) -> None:
         """From the task's body: ignore calls with the running attempt's arguments for a while.
@@ -454,14 +499,25 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         eta: datetime | None = None,
         countdown: float | None = None,
         max_retries: int | None = None,
+        default_retry_delays: Sequence[float | timedelta] | None = None,
         **options: Any,
     ) -> Retry:
         """Retry as Celery does; with ``default_retry_delays``, attempt n waits delays[n].
 
         The retry keeps the invocation id, the unique lock and the ignore key of the call.
+        Takes Celery's arguments, and ``default_retry_delays``: delays for this retry instead
+        of the task's, as django-celery-extensions took them.
+
+        Raises:
+            TypeError: a delay is neither seconds nor a timedelta.
+            ValueError: a delay is less than 0.
         """
         request = self.request
-        delays = self.default_retry_delays
+        delays = (
+            self.default_retry_delays
+            if default_retry_delays is None
+            else retry_delays(default_retry_delays, f"default_retry_delays of {self.name!r}")
+        )
         if delays is not None and eta is None and countdown is None:
             if max_retries is None:
                 max_retries = len(delays)
@@ -575,6 +631,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         # triggers; unless the caller names the invocation, it is the invocation id too.
         task_id = task_id or new_task_id()
         invocation_id = call_options.invocation_id_of(options) or task_id
+        if options and "using" in options and not is_on_commit:
+            # django-celery-extensions took it from any call: it is not the broker's.
+            using = options.pop("using")
         queue = (
             options.get("queue") or getattr(self, "queue", None) or self._routed_queue(args, kwargs)
         )
@@ -587,12 +646,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             "is_on_commit": is_on_commit,
             "using": using,
         }
-        if self.unique:
-            # Resolved here, so that a missing limit is reported where the mistake is made and
-            # not later inside a commit callback.
-            options["stale_time_limit"] = call_options.stale_time_limit(
-                self, options.get("stale_time_limit"), options.get("time_limit")
-            )
+        # Checked here, so that a mistake is reported where it is made and not later inside a
+        # commit callback.
+        call_options.check_call(self, kwargs, options)
         result = self.result_wrapper_class(invocation_id, self, args, kwargs, hook_options)
         self._invocation_event(
             signals.invocation_apply,
@@ -641,7 +697,19 @@ class DjangoTask(Task):  # type: ignore[type-arg]
                 ``invocation_failure`` was sent.
         """
         try:
-            hook_options = call_options.trigger_options(self, result, task_id, options)
+            ignore_key = (
+                self._get_ignore_key(result.args, result.kwargs)
+                if call_options.checks_ignore_window(self, options.get("ignore_task_after_success"))
+                else None
+            )
+            hook_options = call_options.trigger_options(
+                self,
+                result,
+                task_id,
+                options,
+                unique_key=self._get_unique_key(result.args, result.kwargs),
+                ignore_key=ignore_key,
+            )
             result.set_options(hook_options)
             is_async = hook_options["is_async"]
             outcome, holder = self._admit(task_id, hook_options)
@@ -737,17 +805,54 @@ class DjangoTask(Task):  # type: ignore[type-arg]
 
     def _publish(
         self, result: ResultWrapper, task_id: str, options: dict[str, Any], *, is_async: bool
-    ) -> AsyncResult[Any] | EagerResult[Any]:
-        """Publish the call (or run it here, when eager or for ``apply``), bypassing our hooks."""
+    ) -> Any:
+        """Publish an admitted call, or a stand-in, through :meth:`_apply_and_get_result`."""
+        return self._apply_and_get_result(
+            result,
+            result.args,
+            result.kwargs,
+            result.invocation_id,
+            is_async=is_async,
+            task_id=task_id,
+            **options,
+        )
+
+    def _apply_and_get_result(
+        self,
+        result: ResultWrapper,
+        args: Any,
+        kwargs: Any,
+        invocation_id: str,
+        is_async: bool = False,
+        **options: Any,
+    ) -> Any:
+        """Publish a triggered call (or run it here, for ``apply`` or eager); return its result.
+
+        Every message a call publishes goes through here, with its task id and its final
+        options and headers: this is the seam that django-celery-extensions had, with its
+        signature. A test that patches it to return a result of its own stops the publish (the
+        lock of a unique call stays taken, as it would by a message nobody consumes); a subclass
+        may override it to wrap the publish.
+
+        Args:
+            result: the call's :class:`ResultWrapper`, not yet holding Celery's result.
+            args: the task's positional arguments.
+            kwargs: the task's keyword arguments.
+            invocation_id: the call's invocation id.
+            is_async: publish to the broker (``apply_async``); False runs it here (``apply``).
+            **options: Celery's ``apply_async`` or ``apply`` options, ``task_id`` among them.
+
+        Returns:
+            Celery's ``AsyncResult`` (or ``EagerResult``), which the call's result wraps.
+        """
+        task_id = options["task_id"]
         if settings.AUTO_SQS_MESSAGE_GROUP_ID:
             options.setdefault("MessageGroupId", task_id)
         token = _handing_over.set(task_id)
         try:
             if is_async:  # runs here through apply() when task_always_eager is set
-                return Task.apply_async(
-                    self, result.args, result.kwargs, task_id=task_id, **options
-                )
-            return Task.apply(self, result.args, result.kwargs, task_id=task_id, **options)
+                return Task.apply_async(self, args, kwargs, **options)
+            return Task.apply(self, args, kwargs, **options)
         finally:
             _handing_over.reset(token)
 

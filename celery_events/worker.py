@@ -45,6 +45,7 @@ from .cleanup import release_lock
 from .config import settings
 from .durations import positive_seconds
 from .headers import (
+    IGNORE_AFTER_SUCCESS_HEADER,
     IGNORE_KEY_HEADER,
     INVOCATION_ID_HEADER,
     STALE_TIME_LIMIT_HEADER,
@@ -266,6 +267,13 @@ def retry_eta(einfo: ExceptionInfo) -> datetime:
     return timezone.now() + timedelta(seconds=float(when or 0))
 
 
+def _opens_ignore_window(task: DjangoTask, request: Context) -> bool:
+    """Return whether the call's success opens its ignore window: as the call asked, or the task."""
+    asked: bool | None = read_header(request, IGNORE_AFTER_SUCCESS_HEADER)
+    ignores = task.ignore_task_after_success if asked is None else asked
+    return ignores and task.ignore_task_timedelta is not None
+
+
 def settle(task: DjangoTask, request: Context, *, succeeded: bool) -> None:
     """Release the lock of the call's last attempt, and after a success open its ignore window.
 
@@ -276,7 +284,7 @@ def settle(task: DjangoTask, request: Context, *, succeeded: bool) -> None:
     try:
         unique_key: str | None = read_header(request, UNIQUE_KEY_HEADER)
         ignore_key = ignore_ttl = None
-        if succeeded and task.ignore_task_after_success and task.ignore_task_timedelta is not None:
+        if succeeded and _opens_ignore_window(task, request):
             ignore_key = ignore_key_of(task, request)
             ignore_ttl = positive_seconds(
                 task.ignore_task_timedelta, f"ignore_task_timedelta of task {task.name!r}"
