@@ -42,7 +42,6 @@ from celery.exceptions import Ignore
 from django.utils import timezone
 
 from .cleanup import release_lock
-from .config import settings
 from .durations import positive_seconds
 from .headers import (
     IGNORE_AFTER_SUCCESS_HEADER,
@@ -252,9 +251,7 @@ def ignore_key_of(task: DjangoTask, request: Context) -> str:
     """Return the ignore window's key of the running attempt's call."""
     ignore_key: str | None = read_header(request, IGNORE_KEY_HEADER)
     if ignore_key is None:  # published by something other than a DjangoTask
-        ignore_key = task.unique_key_generator(
-            settings.IGNORE_TASK_KEY_PREFIX, request.args, request.kwargs
-        )
+        ignore_key = task._get_ignore_key(request.args, request.kwargs)  # noqa: SLF001 - the task's key seam
     return ignore_key
 
 
@@ -283,6 +280,11 @@ def settle(task: DjangoTask, request: Context, *, succeeded: bool) -> None:
     """
     try:
         unique_key: str | None = read_header(request, UNIQUE_KEY_HEADER)
+        if unique_key is None:
+            # A message that django-celery-extensions published (during a rolling upgrade)
+            # carries no key; its lock has the same key and holds this task id, and a release
+            # is owner-checked: it frees nothing another call holds.
+            unique_key = task._get_unique_key(request.args, request.kwargs)  # noqa: SLF001 - the task's key seam
         ignore_key = ignore_ttl = None
         if succeeded and _opens_ignore_window(task, request):
             ignore_key = ignore_key_of(task, request)

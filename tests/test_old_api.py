@@ -12,6 +12,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
+from celery import Task
 from celery.exceptions import CeleryError, TimeoutError
 from celery.signals import before_task_publish
 from django.core.cache import caches
@@ -391,3 +392,23 @@ class TestRefusedInput:
             tasks.caller_unique.apply_async(args=(1,), stale_time_limit=0)
 
         assert events == []
+
+
+def test_message_of_an_old_producer_releases_its_lock_on_a_real_worker(worker):
+    # What django-celery-extensions did: take the lock with the task id, then publish with
+    # headers of its own and none of ours.
+    argument = uuid.uuid4().hex
+    task_id = str(uuid.uuid4())
+    key = tasks.locks_unique.unique_key_generator(
+        ce_settings.UNIQUE_TASK_KEY_PREFIX, (argument,), {}
+    )
+    assert caches["default"].add(key, task_id, 60)
+    now = timezone.now().isoformat()
+    old_headers = {"apply_time": now, "trigger_time": now, "stale_time_limit": 60}
+
+    result = Task.apply_async(
+        tasks.locks_unique, args=(argument,), task_id=task_id, headers=old_headers
+    )
+
+    assert result.get(timeout=30) == argument
+    assert not tasks.locks_unique.is_processing(args=(argument,))
