@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
     from celery import Task
 
+    from .task import DjangoTask
+
 __all__ = ["command_task_name", "generate_command_tasks", "get_django_command_task"]
 
 
@@ -94,11 +96,11 @@ def _command_task(
         )
 
     def run_command(
-        self: Task[Any, Any],  # noqa: ARG001 - bound, so that the task can retry itself
-        command_args: Sequence[str] = (),
-        **command_options: Any,
+        self: DjangoTask, command_args: Sequence[str] = (), **command_options: Any
     ) -> None:
-        call_command(command_name, *command_args, **command_options)
+        call_command(
+            command_name, *command_args, **{**self.get_command_kwargs(), **command_options}
+        )
 
     run_command.__doc__ = f"Run the management command {command_name!r}."
     # celery-types leaves shared_task untyped.

@@ -405,6 +405,14 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         result.timeout(ex)
         raise ex
 
+    def get_command_kwargs(self) -> dict[str, Any]:
+        """Return the options of the management command a command task runs; none by default.
+
+        The hook of django-celery-extensions for command tasks: the keyword arguments of a call
+        are added over what it returns.
+        """
+        return {}
+
     # Unique and ignore.
 
     def is_processing(self, args: Any = None, kwargs: Any = None) -> bool:

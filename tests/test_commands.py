@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -58,3 +60,16 @@ def test_unknown_command_in_settings_stops_startup_naming_it():
 def test_command_not_listed_in_settings_has_no_task():
     with pytest.raises(ImproperlyConfigured, match="no task for command 'check'"):
         get_django_command_task("check")
+
+
+def test_call_keywords_go_to_the_command_over_get_command_kwargs(eager, redis_client):
+    task = get_django_command_task("record_call")
+    # Command tasks are generated once per process with DjangoTask as their class: a patch
+    # stands in for the project's override of the hook.
+    with mock.patch.object(task, "get_command_kwargs", return_value={"tag": "-hook"}):
+        task.apply_async(kwargs={"command_args": ["a"]})
+        task.apply_async(kwargs={"command_args": ["b"], "tag": "-call"})
+
+    records = redis_client.lrange(f"{settings.KEY_PREFIX}record_call", 0, -1)
+    redis_client.delete(f"{settings.KEY_PREFIX}record_call")
+    assert records == [b"a-hook", b"b-call"]

@@ -12,7 +12,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("word")
+        parser.add_argument("--tag", default="", help="appended to the word")
 
     def handle(self, *args: Any, **options: Any) -> None:
         client = redis.Redis.from_url(settings.REDIS_URL)
-        client.rpush(f"{settings.KEY_PREFIX}record_call", options["word"])
+        client.rpush(f"{settings.KEY_PREFIX}record_call", options["word"] + options["tag"])
