@@ -9,7 +9,7 @@ drops the kept values, so tests that override a setting see the new value at onc
 Every setting has a validator in :data:`VALIDATORS`, run on the first read: a value of the wrong
 type or shape raises ``ImproperlyConfigured`` naming the setting and the value, where it is read
 (at startup for most), instead of an obscure error at the first call that uses it. The system
-check ``celery_events.E002`` (:mod:`celery_events.checks`) reads every setting, so that
+check ``celery_events.E002`` (in ``celery_events.checks``) reads every setting, so that
 ``manage.py check`` reports every bad value at once.
 """
 
@@ -152,7 +152,7 @@ VALIDATORS: Final[Mapping[str, Validator]] = MappingProxyType(
         "EXPORTERS": _exporters,
     },
 )
-"""The validator of each setting of :data:`DEFAULTS`, by short name (see :data:`Validator`)."""
+"""The validator of each setting of ``DEFAULTS``, by short name (see :data:`Validator`)."""
 
 
 class Settings:
