@@ -37,8 +37,10 @@ class CeleryEventsConfig(AppConfig):
         """Connect what the settings switch on.
 
         Raises:
-            django.core.exceptions.ImproperlyConfigured: a setting names a management command
-                that does not exist, or an unknown exporter, or gives an exporter a bad option.
+            django.core.exceptions.ImproperlyConfigured: a setting it reads has a value of the
+                wrong type or shape (the message names the setting and the value), or names a
+                Celery app that does not import, a management command that does not exist, or an
+                unknown exporter, or gives an exporter a bad option.
         """
         from . import checks  # noqa: F401, PLC0415 - registers the checks
         from .commands import generate_command_tasks  # noqa: PLC0415

@@ -64,7 +64,8 @@ class LockedPersistentScheduler(PersistentScheduler):
 
         Raises:
             ImproperlyConfigured: the cache is not in Redis, ``LOCK_TIMEOUT`` is not greater
-                than ``max_interval``, or ``LOCK_SLEEP`` is not greater than 0.
+                than ``max_interval``, or a setting it reads has a bad value (``LOCK_SLEEP`` of 0
+                or less...: see :mod:`celery_events.config`).
             LockStoreUnavailableError: the cache's Redis cannot be reached.
         """
         self._beat_lock = self._make_beat_lock()
@@ -130,10 +131,8 @@ class LockedPersistentScheduler(PersistentScheduler):
                 "of the beat that holds it: raise LOCK_TIMEOUT or lower beat_max_loop_interval"
             )
             raise ImproperlyConfigured(msg)
-        sleep = float(settings.LOCK_SLEEP)
-        if sleep <= 0:
-            msg = f"{SETTING_PREFIX}LOCK_SLEEP ({sleep:g} s) must be greater than 0"
-            raise ImproperlyConfigured(msg)
+        # Read now, though used only while waiting: a refused value stops beat as it starts.
+        settings.LOCK_SLEEP  # noqa: B018
         cache_name = settings.CACHE_NAME
         cache = caches[cache_name]
         binding = redis_binding(cache, cache_name)

@@ -1,26 +1,47 @@
-"""Django system checks: misspelled settings, a lock store that evicts, the project's checker."""
+"""Django system checks of the settings, the lock cache and the tasks.
+
+The ids, each documented in docs/configuration.md: ``celery_events.E001`` an unknown setting,
+``E002`` a refused value, ``E003`` a ``CACHE_NAME`` that names no cache, ``W001`` a lock store
+whose Redis evicts keys, ``W002`` a task that locks in a cache that processes do not share; and
+whatever the project's ``CELERY_TASK_CHECKER`` reports.
+"""
 
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final
 
 import redis
 from celery import current_app
 from django.conf import settings as django_settings
-from django.core.cache import InvalidCacheBackendError
+from django.core.cache import caches
+from django.core.cache.backends.dummy import DummyCache
+from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.locmem import LocMemCache
 from django.core.checks import CheckMessage, Error, Tags, Warning, register  # noqa: A004
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .config import DEFAULTS, SETTING_PREFIX, settings
 from .locks import RedisLockStore, get_lock_store
+from .task import DjangoTask
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from django.apps import AppConfig
+    from django.core.cache.backends.base import BaseCache
 
-__all__ = ["check_celery_tasks", "check_lock_store_eviction", "check_setting_names"]
+__all__ = [
+    "UNSHARED_CACHES",
+    "check_cache_name",
+    "check_celery_tasks",
+    "check_lock_cache_shared",
+    "check_lock_store_eviction",
+    "check_setting_names",
+    "check_setting_values",
+]
 
 #: Settings of django-celery-extensions that celery-events names differently.
 RENAMED = {"IGNORE_TASK_AFTER_SUCCESS_KEY_PREFIX": "IGNORE_TASK_KEY_PREFIX"}
@@ -56,6 +77,124 @@ def check_setting_names(
 
 
 @register()
+def check_setting_values(
+    app_configs: Sequence[AppConfig] | None,  # noqa: ARG001 - Django's check signature
+    **kwargs: Any,  # noqa: ARG001
+) -> list[CheckMessage]:
+    """Report every setting whose value its validator refuses, each as ``celery_events.E002``.
+
+    Every setting is read (see :class:`~celery_events.config.Settings`), so that all the bad
+    values are reported at once rather than one per start-up.
+    """
+    return [error for error in map(_refusal, DEFAULTS) if error is not None]
+
+
+def _refusal(name: str) -> CheckMessage | None:
+    try:
+        getattr(settings, name)
+    except ImproperlyConfigured as exc:
+        return Error(
+            str(exc),
+            hint=(
+                f"The section {SETTING_PREFIX}{name} of celery-events' configuration docs "
+                "gives the values it takes."
+            ),
+            id="celery_events.E002",
+        )
+    return None
+
+
+@register(Tags.caches)
+def check_cache_name(
+    app_configs: Sequence[AppConfig] | None,  # noqa: ARG001 - Django's check signature
+    **kwargs: Any,  # noqa: ARG001
+) -> list[CheckMessage]:
+    """Report a ``CACHE_NAME`` that names no cache of ``CACHES`` as ``celery_events.E003``.
+
+    Checked here rather than where the setting is read: the value is kept until a setting of
+    celery-events changes, while ``CACHES`` may change on its own.
+    """
+    try:
+        cache_name = settings.CACHE_NAME
+    except ImproperlyConfigured:  # reported by check_setting_values
+        return []
+    if cache_name in django_settings.CACHES:
+        return []
+    return [
+        Error(
+            f"{SETTING_PREFIX}CACHE_NAME is {cache_name!r}, which names no cache in CACHES: "
+            "unique locks and ignore windows have no cache to live in",
+            hint=(
+                f"Add a cache named {cache_name!r} to CACHES, or name one of its caches: "
+                f"{', '.join(map(repr, django_settings.CACHES)) or 'there are none'}."
+            ),
+            id="celery_events.E003",
+        )
+    ]
+
+
+UNSHARED_CACHES: Final[Mapping[type[BaseCache], str]] = MappingProxyType(
+    {
+        LocMemCache: "keeps its keys in the memory of each process",
+        DummyCache: "keeps no key at all, so that every lock is granted",
+        # It can be shared through a common directory, but add() tests for the file and then
+        # writes it: two processes can both take a lock.
+        FileBasedCache: "takes a key by looking for its file, then writing it, not atomically",
+    }
+)
+"""The cache backends that cannot hold a lock between processes, with the reason."""
+
+_TASKS_SHOWN: Final = 3
+"""How many of the tasks that lock a W002 names; it counts the others."""
+
+
+@register(Tags.caches)
+def check_lock_cache_shared(
+    app_configs: Sequence[AppConfig] | None,  # noqa: ARG001 - Django's check signature
+    **kwargs: Any,  # noqa: ARG001
+) -> list[CheckMessage]:
+    """Warn when a task takes locks in a cache that processes do not share (``W002``).
+
+    The tasks that take locks are the DjangoTasks that are ``unique`` or have an
+    ``ignore_task_timedelta``; the caches that processes do not share are
+    :data:`UNSHARED_CACHES`. In such a cache, a call in one process does not see the lock or
+    the ignore window of a call in another, so that both run.
+    """
+    try:
+        cache_name = settings.CACHE_NAME
+        cache = caches[cache_name]
+    except ImproperlyConfigured:  # reported by check_setting_values or check_cache_name
+        return []
+    reason = next(
+        (why for backend, why in UNSHARED_CACHES.items() if isinstance(cache, backend)), None
+    )
+    if reason is None:
+        return []
+    locking = sorted(
+        name
+        for name, task in current_app.tasks.items()
+        if isinstance(task, DjangoTask) and (task.unique or task.ignore_task_timedelta is not None)
+    )
+    if not locking:
+        return []
+    shown = ", ".join(locking[:_TASKS_SHOWN])
+    if len(locking) > _TASKS_SHOWN:
+        shown += f" and {len(locking) - _TASKS_SHOWN} more"
+    backend = f"{type(cache).__module__}.{type(cache).__qualname__}"
+    return [
+        Warning(
+            f"cache {cache_name!r} ({SETTING_PREFIX}CACHE_NAME) is a {backend}, which {reason}: "
+            f"the unique locks and ignore windows of {shown} do not hold between processes",
+            hint=(
+                f"Point {SETTING_PREFIX}CACHE_NAME at a cache that every process shares, such as "
+                "django.core.cache.backends.redis.RedisCache (whose locks are also atomic)."
+            ),
+            id="celery_events.W002",
+        )
+    ]
+
+
+@register()
 def check_celery_tasks(
     app_configs: Sequence[AppConfig] | None,  # noqa: ARG001 - Django's check signature
     **kwargs: Any,  # noqa: ARG001
@@ -64,9 +203,13 @@ def check_celery_tasks(
 
     The checker is called as ``checker(task_name, task)`` and returns a CheckMessage or None.
     """
-    if not settings.CELERY_TASK_CHECKER:
+    try:
+        checker_path = settings.CELERY_TASK_CHECKER
+    except ImproperlyConfigured:  # reported by check_setting_values
         return []
-    checker = import_string(settings.CELERY_TASK_CHECKER)
+    if checker_path is None:
+        return []
+    checker = import_string(checker_path)
     messages = (
         checker(name, task)
         for name, task in current_app.tasks.items()
@@ -91,7 +234,7 @@ def check_lock_store_eviction(
     """
     try:
         store = get_lock_store()
-    except InvalidCacheBackendError:  # a CACHE_NAME that names no cache fails at the first call
+    except ImproperlyConfigured:  # reported by check_setting_values or check_cache_name
         return []
     if not isinstance(store, RedisLockStore):
         return []

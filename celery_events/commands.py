@@ -72,9 +72,10 @@ def generate_command_tasks(base: type[Task[Any, Any]]) -> list[Task[Any, Any]]:
         base: the task class (DjangoTask).
 
     Raises:
-        ImproperlyConfigured: a named command does not exist.
+        ImproperlyConfigured: a named command does not exist, or either setting is not a dict of
+            task options by name (the message names the setting and the value).
     """
-    defaults = settings.AUTO_GENERATE_TASKS_DEFAULT_CELERY_KWARGS or {}
+    defaults = settings.AUTO_GENERATE_TASKS_DEFAULT_CELERY_KWARGS
     tasks = []
     for command_name, options in settings.AUTO_GENERATE_TASKS_DJANGO_COMMANDS.items():
         task_name = command_task_name(command_name)

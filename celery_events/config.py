@@ -5,20 +5,28 @@ django-celery-extensions, so existing settings files keep working) and is read h
 short name: ``settings.CACHE_NAME``. A value is read from Django settings the first time it is
 asked for and then kept; Django's ``setting_changed`` signal (sent by ``override_settings``)
 drops the kept values, so tests that override a setting see the new value at once.
+
+Every setting has a validator in :data:`VALIDATORS`, run on the first read: a value of the wrong
+type or shape raises ``ImproperlyConfigured`` naming the setting and the value, where it is read
+(at startup for most), instead of an obscure error at the first call that uses it. The system
+check ``celery_events.E002`` (in ``celery_events.checks``) reads every setting, so that
+``manage.py check`` reports every bad value at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
 
-if TYPE_CHECKING:
-    from collections.abc import Mapping
+from .durations import positive_seconds
 
-__all__ = ["DEFAULTS", "SETTING_PREFIX", "Settings", "settings"]
+__all__ = ["DEFAULTS", "SETTING_PREFIX", "VALIDATORS", "Settings", "Validator", "settings"]
 
 SETTING_PREFIX: Final = "DJANGO_CELERY_EXTENSIONS_"
 
@@ -46,12 +54,117 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
     },
 )
 
+Validator = Callable[[object, str], Any]
+"""Takes a setting's value and full name; returns the value as celery-events uses it.
+
+It raises ``TypeError`` or ``ValueError`` (or ``ImproperlyConfigured``) with a message that
+names the setting and the value; :class:`Settings` raises them as ``ImproperlyConfigured``.
+"""
+
+
+def _non_empty_string(value: object, what: str) -> str:
+    msg = f"{what} must be a non-empty string, not {value!r}"
+    if not isinstance(value, str):
+        raise TypeError(msg)
+    if not value:
+        raise ValueError(msg)
+    return value
+
+
+def _seconds_or_none(value: object, what: str) -> float | None:
+    return None if value is None else positive_seconds(value, what)
+
+
+def _boolean(value: object, what: str) -> bool:
+    # Strict: a string such as "False" read from the environment is truthy, the opposite of
+    # what it says, and 0/1 are no more readable than False/True.
+    if not isinstance(value, bool):
+        msg = f"{what} must be True or False, not {value!r}"
+        raise TypeError(msg)
+    return value
+
+
+def _import_path_or_none(value: object, what: str) -> str | None:
+    if value is None:
+        return None
+    path = _non_empty_string(value, what)
+    try:
+        import_string(path)
+    except ImportError as exc:
+        msg = f"{what} must be a dotted path that imports, or None; {path!r} does not: {exc}"
+        raise ValueError(msg) from exc
+    return path
+
+
+def _task_options(value: object, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        msg = f"{what} must be a dict of task options, not {value!r}"
+        raise TypeError(msg)
+    for option in value:
+        if not isinstance(option, str):
+            msg = f"{what}: a task option is named by a string, not {option!r}"
+            raise TypeError(msg)
+    return value
+
+
+def _task_options_or_none(value: object, what: str) -> Mapping[str, Any]:
+    return MappingProxyType({}) if value is None else _task_options(value, what)
+
+
+def _command_tasks(value: object, what: str) -> Mapping[str, Mapping[str, Any] | None]:
+    if not isinstance(value, Mapping):
+        msg = (
+            f"{what} must be a dict of management command name -> task options (a dict, or "
+            f"None), not {value!r}"
+        )
+        raise TypeError(msg)
+    for command, options in value.items():
+        _non_empty_string(command, f"{what}: a management command name")
+        if options is not None:
+            _task_options(options, f"{what}[{command!r}]")
+    return value
+
+
+def _exporters(value: object, what: str) -> object:  # noqa: ARG001 - the exporters' messages name it
+    # The exporters' module reads the shape of this setting; it imports this module, hence late.
+    from .exporters import _entries  # noqa: PLC0415
+
+    _entries(value)
+    return value
+
+
+VALIDATORS: Final[Mapping[str, Validator]] = MappingProxyType(
+    {
+        "CACHE_NAME": _non_empty_string,
+        "UNIQUE_TASK_KEY_PREFIX": _non_empty_string,
+        "IGNORE_TASK_KEY_PREFIX": _non_empty_string,
+        "BEATER_LOCK_KEY": _non_empty_string,
+        "LOCK_TIMEOUT": positive_seconds,
+        "LOCK_SLEEP": positive_seconds,
+        "DEFAULT_TASK_STALE_TIME_LIMIT": _seconds_or_none,
+        "DEFAULT_TASK_MAX_QUEUE_WAITING_TIME": _seconds_or_none,
+        "AUTO_GENERATE_TASKS_DJANGO_COMMANDS": _command_tasks,
+        "AUTO_GENERATE_TASKS_DEFAULT_CELERY_KWARGS": _task_options_or_none,
+        "AUTO_SQS_MESSAGE_GROUP_ID": _boolean,
+        "CELERY_TASK_CHECKER": _import_path_or_none,
+        "CELERY_SETTINGS": _import_path_or_none,
+        "CELERY_AUTODISCOVER": _boolean,
+        "EXPORTERS": _exporters,
+    },
+)
+"""The validator of each setting of ``DEFAULTS``, by short name (see :data:`Validator`)."""
+
 
 class Settings:
-    """The settings of celery-events by short name, with their defaults.
+    """The settings of celery-events by short name, with their defaults, validated.
+
+    Durations are read as float seconds (a ``timedelta`` too), and an absent
+    ``AUTO_GENERATE_TASKS_DEFAULT_CELERY_KWARGS`` (``None``) as an empty mapping.
 
     Raises:
         AttributeError: for a name that is not a setting of celery-events.
+        django.core.exceptions.ImproperlyConfigured: the setting's value is refused by its
+            validator; the message names the setting and the value.
     """
 
     CACHE_NAME: str
@@ -63,7 +176,7 @@ class Settings:
     DEFAULT_TASK_STALE_TIME_LIMIT: float | None
     DEFAULT_TASK_MAX_QUEUE_WAITING_TIME: float | None
     AUTO_GENERATE_TASKS_DJANGO_COMMANDS: Mapping[str, Mapping[str, Any] | None]
-    AUTO_GENERATE_TASKS_DEFAULT_CELERY_KWARGS: Mapping[str, Any] | None
+    AUTO_GENERATE_TASKS_DEFAULT_CELERY_KWARGS: Mapping[str, Any]
     AUTO_SQS_MESSAGE_GROUP_ID: bool
     CELERY_TASK_CHECKER: str | None
     CELERY_SETTINGS: str | None
@@ -71,7 +184,10 @@ class Settings:
     EXPORTERS: Any
 
     def __getattr__(self, name: str) -> Any:
-        """Read the Django setting behind ``name`` and keep it until the settings change."""
+        """Read and validate the Django setting behind ``name``; keep it until settings change.
+
+        A refused value is not kept: every read raises until the setting is fixed.
+        """
         try:
             default = DEFAULTS[name]
         except KeyError:
@@ -79,7 +195,11 @@ class Settings:
                 f"{name!r} is not a celery-events setting; the settings are: {', '.join(DEFAULTS)}"
             )
             raise AttributeError(msg) from None
-        value = getattr(django_settings, SETTING_PREFIX + name, default)
+        full_name = SETTING_PREFIX + name
+        try:
+            value = VALIDATORS[name](getattr(django_settings, full_name, default), full_name)
+        except (TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(str(exc)) from exc
         # Kept as an instance attribute: the next read is a plain attribute lookup.
         setattr(self, name, value)
         return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from celery.signals import before_task_publish
 from django.apps import apps
+from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from tests import tasks
@@ -34,8 +35,11 @@ def test_ready_imports_the_celery_app_and_autodiscovers(celery_app):
 
 
 @override_settings(DJANGO_CELERY_EXTENSIONS_CELERY_SETTINGS="tests.no_such_module.app")
-def test_ready_with_a_celery_settings_path_that_does_not_exist_raises():
-    with pytest.raises(ImportError, match=r"tests\.no_such_module"):
+def test_ready_with_a_celery_settings_path_that_does_not_exist_raises_naming_the_setting():
+    with pytest.raises(
+        ImproperlyConfigured,
+        match=r"^DJANGO_CELERY_EXTENSIONS_CELERY_SETTINGS .*'tests\.no_such_module\.app'",
+    ):
         apps.get_app_config("celery_events").ready()
 
 

@@ -1,12 +1,14 @@
-"""System checks: misspelled settings, a lock store that evicts, the project's own checker."""
+"""System checks: settings misspelled or refused, the lock cache, the project's own checker."""
 
 from __future__ import annotations
 
 import pytest
 import redis
+from celery import current_app
 from django.core.checks import Error, Warning, run_checks
 from django.test import override_settings
 
+from celery_events.celery import Celery
 from tests.lock_helpers import redis_cache, throwaway_redis, use_cache
 
 
@@ -102,4 +104,119 @@ def test_lock_store_redis_that_is_down_is_not_reported_by_the_check(lock_store_r
 
 @override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="locmem")
 def test_lock_store_outside_redis_has_no_eviction_check():
+    assert "celery_events.W001" not in {message.id for message in _celery_events_messages()}
+
+
+@override_settings(
+    DJANGO_CELERY_EXTENSIONS_DEFAULT_TASK_STALE_TIME_LIMIT="abc",
+    DJANGO_CELERY_EXTENSIONS_AUTO_SQS_MESSAGE_GROUP_ID="False",
+    DJANGO_CELERY_EXTENSIONS_CELERY_TASK_CHECKER="tests.no_such_module.checker",
+)
+def test_every_refused_value_is_reported_at_once_naming_the_setting_and_the_value():
+    messages = _celery_events_messages()
+
+    assert {(type(message), message.id) for message in messages} == {(Error, "celery_events.E002")}
+    assert [message.msg for message in messages] == [
+        (
+            "DJANGO_CELERY_EXTENSIONS_DEFAULT_TASK_STALE_TIME_LIMIT must be seconds (a number) "
+            "or a timedelta, not 'abc'"
+        ),
+        "DJANGO_CELERY_EXTENSIONS_AUTO_SQS_MESSAGE_GROUP_ID must be True or False, not 'False'",
+        (
+            "DJANGO_CELERY_EXTENSIONS_CELERY_TASK_CHECKER must be a dotted path that imports, "
+            "or None; 'tests.no_such_module.checker' does not: "
+            "No module named 'tests.no_such_module'"
+        ),
+    ]
+    assert messages[0].hint == (
+        "The section DJANGO_CELERY_EXTENSIONS_DEFAULT_TASK_STALE_TIME_LIMIT of celery-events' "
+        "configuration docs gives the values it takes."
+    )
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="missing")
+def test_cache_name_that_names_no_cache_is_an_error_listing_the_caches():
+    assert _celery_events_messages() == [
+        Error(
+            "DJANGO_CELERY_EXTENSIONS_CACHE_NAME is 'missing', which names no cache in CACHES: "
+            "unique locks and ignore windows have no cache to live in",
+            hint="Add a cache named 'missing' to CACHES, or name one of its caches: "
+            "'default', 'locmem'.",
+            id="celery_events.E003",
+        )
+    ]
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="")
+def test_refused_cache_name_is_reported_once_by_the_value_check():
+    assert [message.id for message in _celery_events_messages()] == ["celery_events.E002"]
+
+
+UNSHARED_BACKENDS = [
+    ("django.core.cache.backends.locmem.LocMemCache", "keeps its keys in the memory of each"),
+    ("django.core.cache.backends.dummy.DummyCache", "keeps no key at all"),
+    ("django.core.cache.backends.filebased.FileBasedCache", "not atomically"),
+]
+
+
+@pytest.mark.parametrize(("backend", "reason"), UNSHARED_BACKENDS)
+def test_lock_cache_that_processes_do_not_share_is_warned_about(
+    settings, tmp_path, backend, reason
+):
+    use_cache(settings, "unshared", {"BACKEND": backend, "LOCATION": str(tmp_path)})
+
+    (message,) = _celery_events_messages()
+
+    assert isinstance(message, Warning)
+    assert message.id == "celery_events.W002"
+    assert message.msg.startswith(
+        f"cache 'unshared' (DJANGO_CELERY_EXTENSIONS_CACHE_NAME) is a {backend}, which "
+    )
+    assert reason in message.msg
+    assert "tests.tasks." in message.msg
+    assert "django.core.cache.backends.redis.RedisCache" in message.hint
+
+
+def runs_nothing():
+    """The body of the tasks that the tests register on an app of their own."""
+
+
+@pytest.fixture(name="own_app")
+def fixture_own_app():
+    """A Celery app of the test's own as the current app, with only the tasks the test adds."""
+    previous = current_app._get_current_object()
+    app = Celery("own", set_as_current=True)
+    app.finalize()
+    # Shared tasks (the command tasks) join every app as it is finalized.
+    for name in [name for name in app.tasks if not name.startswith("celery.")]:
+        app.tasks.unregister(name)
+    yield app
+    previous.set_current()
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="locmem")
+def test_unshared_lock_cache_is_fine_when_no_task_locks(own_app):
+    own_app.task(name="own.plain")(runs_nothing)
+
     assert _celery_events_messages() == []
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="locmem")
+def test_task_with_an_ignore_window_needs_a_shared_lock_cache(own_app):
+    own_app.task(name="own.plain")(runs_nothing)
+    own_app.task(name="own.ignoring", ignore_task_timedelta=60)(runs_nothing)
+
+    (message,) = _celery_events_messages()
+
+    assert message.id == "celery_events.W002"
+    assert "the unique locks and ignore windows of own.ignoring do not hold" in message.msg
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="locmem")
+def test_warning_names_three_locking_tasks_and_counts_the_others(own_app):
+    for number in range(5):
+        own_app.task(name=f"own.unique{number}", unique=True)(runs_nothing)
+
+    (message,) = _celery_events_messages()
+
+    assert "of own.unique0, own.unique1, own.unique2 and 2 more do not hold" in message.msg
