@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 from celery.exceptions import CeleryError
 from django.utils import timezone
 
-from .config import SETTING_PREFIX, settings
+from .config import settings
 from .durations import positive_seconds
 from .headers import (
     IGNORE_AFTER_SUCCESS_HEADER,
@@ -161,17 +161,18 @@ def stale_time_limit(
         return positive_seconds(stale_time_limit, f"stale_time_limit of a call of {task.name!r}")
     if task.stale_time_limit is not None:
         return positive_seconds(task.stale_time_limit, f"stale_time_limit of task {task.name!r}")
-    if settings.DEFAULT_TASK_STALE_TIME_LIMIT is not None:
-        return positive_seconds(
-            settings.DEFAULT_TASK_STALE_TIME_LIMIT,
-            f"{SETTING_PREFIX}DEFAULT_TASK_STALE_TIME_LIMIT",
-        )
+    if settings.DEFAULT_TASK_STALE_TIME_LIMIT is not None:  # seconds: checked when read
+        return settings.DEFAULT_TASK_STALE_TIME_LIMIT
     time_limit = time_limit or task.time_limit
-    waiting = task.max_queue_waiting_time or settings.DEFAULT_TASK_MAX_QUEUE_WAITING_TIME
-    if time_limit and waiting:
-        attempt = float(time_limit) + positive_seconds(
-            waiting, f"max_queue_waiting_time of task {task.name!r}"
+    waiting = (
+        positive_seconds(
+            task.max_queue_waiting_time, f"max_queue_waiting_time of task {task.name!r}"
         )
+        if task.max_queue_waiting_time is not None
+        else settings.DEFAULT_TASK_MAX_QUEUE_WAITING_TIME
+    )
+    if time_limit and waiting:
+        attempt = float(time_limit) + waiting
         delays = task.default_retry_delays
         autoretry_for = getattr(task, "autoretry_for", ())
         if autoretry_for and delays:
