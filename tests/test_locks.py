@@ -7,7 +7,8 @@ import uuid
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import caches
+from django.core.cache import InvalidCacheBackendError, caches
+from django.test import override_settings
 
 from celery_events.locks import (
     Admission,
@@ -16,6 +17,7 @@ from celery_events.locks import (
     RedisLockStore,
     get_lock_store,
 )
+from tests import tasks
 from tests.lock_helpers import DJANGO_REDIS_PACKAGE_CACHE, redis_cache, use_cache
 
 CACHES = {
@@ -193,3 +195,9 @@ def test_redis_store_values_are_what_the_cache_api_reads(store, cache_name):
     )
     store.release(task_id="theirs", unique_key=theirs, ignore_key=None, ignore_ttl=None)
     assert cache.get(theirs) is None
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="missing")
+def test_cache_name_that_names_no_cache_is_named_at_the_first_call():
+    with pytest.raises(InvalidCacheBackendError, match=r"CACHE_NAME is 'missing', which names no"):
+        tasks.caller_unique.apply_async(args=(1,))

@@ -16,9 +16,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
-from django.core.cache import caches
+from django.conf import settings as django_settings
+from django.core.cache import InvalidCacheBackendError, caches
 
-from celery_events.config import settings
+from celery_events.config import SETTING_PREFIX, settings
 
 from .base import Admission, Claim, LockStore, LockStoreUnavailableError, Outcome
 from .cache_store import CacheLockStore, LockContentionError
@@ -55,9 +56,20 @@ def get_lock_store() -> LockStore:
     """Return the lock store of the cache named by the ``CACHE_NAME`` setting.
 
     Cheap after the first call in a thread: the store is kept beside its cache object.
+
+    Raises:
+        InvalidCacheBackendError: ``CACHE_NAME`` names no cache of ``CACHES`` (the system check
+            ``celery_events.E003`` reports it at start-up).
     """
     cache_name = settings.CACHE_NAME
-    cache = caches[cache_name]
+    try:
+        cache = caches[cache_name]
+    except InvalidCacheBackendError as exc:
+        msg = (
+            f"{SETTING_PREFIX}CACHE_NAME is {cache_name!r}, which names no cache of CACHES "
+            f"({', '.join(django_settings.CACHES)})"
+        )
+        raise InvalidCacheBackendError(msg) from exc
     store = _stores.get(cache)
     if store is None:
         store = _stores[cache] = _new_lock_store(cache, cache_name)
