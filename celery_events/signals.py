@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 from inspect import iscoroutinefunction
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
+from weakref import ref
 
 from billiard.exceptions import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded
 from blinker import ANY, NamedSignal, Namespace
@@ -87,11 +88,19 @@ class EventSignal(NamedSignal):
 
     A receiver may be connected to one task: ``signal.connect(receiver, sender=my_task)``,
     where ``my_task`` may be the lazy proxy that ``@app.task`` returns.
+
+    Sending runs on every call of every task, so the receivers of each sender are looked up
+    once and kept until a receiver connects or disconnects; that is only done while every
+    receiver of the signal is connected strongly (``weak=False``, as the exporters connect),
+    since a weakly connected one may go away at any time.
     """
 
     def __init__(self, name: str, doc: str | None = None, fields: Sequence[str] = ()) -> None:
         super().__init__(name, doc)
         self.fields: tuple[str, ...] = tuple(fields)
+        # id(sender) -> (sender, its receivers); the sender is kept to tell a reused id apart.
+        self._receivers_by_sender: dict[int, tuple[Any, tuple[Callable[..., Any], ...]]] = {}
+        self._all_strong = True
 
     def emit(self, sender: Any, /, *values: Any) -> None:
         """Send the event, its keyword arguments given by value in the order of ``fields``.
@@ -101,17 +110,28 @@ class EventSignal(NamedSignal):
         Args:
             sender: the task instance the event is about.
             *values: one value per name of ``fields``.
+
+        Raises:
+            Exception: a receiver raised one of :data:`TASK_CONTROL_EXCEPTIONS`, or something
+                that is not an ``Exception``.
         """
-        if self.receivers:
-            self.send(sender, **dict(zip(self.fields, values, strict=True)))
+        if self.receivers and not self.is_muted:
+            kwargs = dict(zip(self.fields, values))  # noqa: B905 - the fields are the callers'
+            for receiver in self._receivers_of(sender):
+                self._call(receiver, sender, kwargs)
 
     def connect(self, receiver: F, sender: Any = ANY, weak: bool = True) -> F:
         """Connect ``receiver`` to events of ``sender`` (a task, or ANY); return ``receiver``."""
-        return super().connect(receiver, _unproxied(sender), weak)
+        self._receivers_by_sender.clear()
+        connected = super().connect(receiver, _unproxied(sender), weak)
+        self._all_strong = self._all_strong and not weak
+        return connected
 
     def disconnect(self, receiver: Callable[..., Any], sender: Any = ANY) -> None:
         """Disconnect ``receiver`` from events of ``sender`` (a task, or ANY)."""
         super().disconnect(receiver, _unproxied(sender))
+        self._receivers_by_sender.clear()
+        self._all_strong = not any(isinstance(entry, ref) for entry in self.receivers.values())
 
     def send(
         self,
@@ -138,20 +158,40 @@ class EventSignal(NamedSignal):
         if not self.receivers or self.is_muted:
             return []
         results = []
-        for receiver in self.receivers_for(sender):
-            try:
-                if _async_wrapper is not None and iscoroutinefunction(receiver):
-                    receiver = _async_wrapper(receiver)  # noqa: PLW2901
-                results.append((receiver, receiver(sender, **kwargs)))
-            except TASK_CONTROL_EXCEPTIONS:  # noqa: PERF203 - each receiver is isolated
-                raise
-            except Exception:
-                logger.exception(
-                    "receiver %r of signal %r raised; the other receivers still run",
-                    receiver,
-                    self.name,
-                )
+        for receiver in self._receivers_of(sender):
+            if _async_wrapper is not None and iscoroutinefunction(receiver):
+                receiver = _async_wrapper(receiver)  # noqa: PLW2901
+            returned = self._call(receiver, sender, kwargs)
+            if returned is not _RAISED:
+                results.append((receiver, returned))
         return results
+
+    def _receivers_of(self, sender: Any) -> tuple[Callable[..., Any], ...]:
+        cached = self._receivers_by_sender.get(id(sender))
+        if cached is not None and cached[0] is sender:
+            return cached[1]
+        receivers = tuple(self.receivers_for(sender))
+        if self._all_strong:
+            self._receivers_by_sender[id(sender)] = (sender, receivers)
+        return receivers
+
+    def _call(self, receiver: Callable[..., Any], sender: Any, kwargs: dict[str, Any]) -> Any:
+        """Return what ``receiver`` returns, or :data:`_RAISED` after logging its exception."""
+        try:
+            return receiver(sender, **kwargs)
+        except TASK_CONTROL_EXCEPTIONS:
+            raise
+        except Exception:
+            logger.exception(
+                "receiver %r of signal %r raised; the other receivers still run",
+                receiver,
+                self.name,
+            )
+            return _RAISED
+
+
+_RAISED: Final = object()
+"""What :meth:`EventSignal._call` returns for a receiver that raised."""
 
 
 def _unproxied(sender: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 import pytest
@@ -137,6 +138,59 @@ def test_receiver_connected_to_one_task_sees_only_that_task(eager):
         signals.task_success.disconnect(receiver, sender=tasks.add)
 
     assert seen == [tasks.add.name]
+
+
+class TestReceiversKeptBetweenSends:
+    """The receivers of a sender are kept between sends; connecting or disconnecting renews them."""
+
+    @pytest.fixture(name="signal")
+    def fixture_signal(self):
+        return signals.EventSignal("kept", fields=("value",))
+
+    def test_receiver_connected_after_a_send_gets_the_next_event(self, signal):
+        first, second = [], []
+        signal.connect(lambda _sender, value: first.append(value), weak=False)
+        signal.emit("sender", 1)
+        signal.connect(lambda _sender, value: second.append(value), weak=False)
+        signal.emit("sender", 2)
+
+        assert (first, second) == ([1, 2], [2])
+
+    def test_disconnected_receiver_gets_no_more_events(self, signal):
+        seen = []
+
+        def receiver(sender, value):
+            seen.append(value)
+
+        signal.connect(receiver, weak=False)
+        signal.emit("sender", 1)
+        signal.disconnect(receiver)
+        signal.emit("sender", 2)
+
+        assert seen == [1]
+
+    def test_weak_receiver_that_went_away_is_not_called(self, signal):
+        seen = []
+
+        def receiver(sender, value):
+            seen.append(value)
+
+        signal.connect(receiver)  # weakly: gone once nothing else holds it
+        signal.emit("sender", 1)
+        del receiver
+        gc.collect()
+        signal.emit("sender", 2)
+
+        assert seen == [1]
+
+    def test_receivers_of_one_sender_are_not_another_senders(self, signal):
+        seen = []
+        one, other = object(), object()
+        signal.connect(lambda _sender, value: seen.append(value), sender=one, weak=False)
+        signal.emit(one, 1)
+        signal.emit(other, 2)
+
+        assert seen == [1]
 
 
 def _calls_of_each_path():
