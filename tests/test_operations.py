@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from io import StringIO
+from typing import TYPE_CHECKING
 
 import pytest
 from django.conf import settings as django_settings
@@ -17,6 +18,9 @@ from tests import tasks
 from tests.lock_helpers import use_cache
 from tests.redis_monitor import monitored
 
+if TYPE_CHECKING:
+    from celery_events.task import DjangoTask
+
 TASK = "tests.tasks.ops_unique_ignored"
 UNRELATED = 100_000
 
@@ -27,13 +31,11 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def hold(x: int, task_id: str, ttl: float = 60) -> str:
-    """Take the unique lock of ``ops_unique_ignored(x)`` for ``task_id``, as a trigger does."""
-    unique_key = tasks.ops_unique_ignored.unique_key_generator(
-        celery_events_settings.UNIQUE_TASK_KEY_PREFIX, [x], {}
-    )
+def hold(x: int, task_id: str, ttl: float = 60, task: DjangoTask = tasks.ops_unique_ignored) -> str:
+    """Take the unique lock of ``task(x)`` for ``task_id``, as a trigger does."""
+    unique_key = task.unique_key_generator(celery_events_settings.UNIQUE_TASK_KEY_PREFIX, [x], {})
     get_lock_store().admit(
-        task_id=task_id, unique_key=unique_key, lock_ttl=ttl, ignore_key=None, task_name=TASK
+        task_id=task_id, unique_key=unique_key, lock_ttl=ttl, ignore_key=None, task_name=task.name
     )
     return unique_key
 
@@ -132,6 +134,33 @@ def test_list_filters_by_task():
     assert run("list", "--task", "tests.tasks.locks_unique") == (
         "no unique lock is held and no ignore window is open\n"
     )
+
+
+def test_a_task_whose_name_has_braces_is_listed_and_released():
+    braced = tasks.ops_braced_name
+    hold(1, "holder-1", task=braced)
+    opener = str(braced.apply(args=(2,)).id)
+    # Its index entries are named with parentheses for the braces, as are this task's.
+    get_lock_store().admit(
+        task_id="lookalike",
+        unique_key="lookalike-key",
+        lock_ttl=60,
+        ignore_key=None,
+        task_name="tests.tasks.reports.(daily)",
+    )
+
+    listed = json.loads(run("list", "--task", braced.name, "--json"))
+    out = run("release", "--task", braced.name, "--all", "--yes")
+
+    assert {(key["kind"], key["task_id"]) for key in listed} == {
+        ("unique", "holder-1"),
+        ("ignore", opener),
+    }
+    assert {line.split()[-1] for line in out.splitlines() if line.startswith("released")} == {
+        "holder-1",
+        opener,
+    }
+    assert [key["task_id"] for key in json.loads(run("list", "--json"))] == ["lookalike"]
 
 
 def test_list_skips_a_lock_released_by_its_task():
