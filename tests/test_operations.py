@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import threading
 import time
+from dataclasses import dataclass
 from io import StringIO
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 import pytest
 from django.conf import settings as django_settings
@@ -15,10 +19,13 @@ from celery_events import operations
 from celery_events.config import settings as celery_events_settings
 from celery_events.locks import get_lock_store
 from tests import tasks
+from tests.conftest import wait_for
 from tests.lock_helpers import use_cache
 from tests.redis_monitor import monitored
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from celery_events.task import DjangoTask
 
 TASK = "tests.tasks.ops_unique_ignored"
@@ -43,6 +50,33 @@ def hold(x: int, task_id: str, ttl: float = 60, task: DjangoTask = tasks.ops_uni
 def succeed(x: int) -> str:
     """Run ``ops_unique_ignored(x)`` to success, which opens its ignore window; return its id."""
     return str(tasks.ops_unique_ignored.apply(args=(x,)).id)
+
+
+def run_on(terminal: Terminal, *args: str) -> str:
+    """Run the command with ``terminal`` as its stdin; return what it printed."""
+    out = StringIO()
+    call_command("celery_events", *args, stdin=terminal.stdin, stdout=out)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """A pseudo-terminal: a real tty for the command's stdin, and a keyboard to type on it."""
+
+    stdin: TextIO
+    keyboard: int
+
+    def type(self, text: str) -> None:
+        """Type ``text`` (with its newline, the line is sent) for the command to read."""
+        os.write(self.keyboard, text.encode())
+
+
+@pytest.fixture(name="terminal")
+def fixture_terminal() -> Iterator[Terminal]:
+    keyboard, tty = pty.openpty()
+    with os.fdopen(tty) as stdin:
+        yield Terminal(stdin, keyboard)
+    os.close(keyboard)
 
 
 def explain_json(*args: str) -> dict:
@@ -240,13 +274,39 @@ def test_release_lock_only_keeps_the_window():
     assert explain_json("--args", "[1]")["window"]["task_id"] == opener
 
 
-def test_release_asks_for_confirmation(monkeypatch):
+def test_release_asks_for_confirmation(terminal):
     hold(1, "holder-1")
-    monkeypatch.setattr("builtins.input", lambda _: "n")
+    terminal.type("n\n")
 
-    out = run("release", TASK, "--args", "[1]")
+    out = run_on(terminal, "release", TASK, "--args", "[1]")
 
-    assert out.endswith("nothing released\n")
+    assert out.endswith("Release this key? [y/N] nothing released\n")
+    assert explain_json("--args", "[1]")["lock"]["task_id"] == "holder-1"
+
+
+def test_release_confirmed_on_the_terminal_releases(terminal):
+    hold(1, "holder-1")
+    hold(2, "holder-2")
+    terminal.type("yes\n")
+
+    out = run_on(terminal, "release", "--task", TASK, "--all")
+
+    assert "Release these 2 keys? [y/N] released unique lock" in out
+    assert json.loads(run("list", "--json")) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["release", TASK, "--args", "[1]"], ["release", "--task", TASK, "--all"]],
+    ids=["call", "all"],
+)
+def test_release_without_a_terminal_asks_for_yes_and_keeps_the_keys(args):
+    hold(1, "holder-1")
+
+    # A closed stdin, as under cron or with stdin from /dev/null.
+    with pytest.raises(CommandError, match=r"stdin is not a terminal.*pass --yes"):
+        call_command("celery_events", *args, stdin=StringIO(), stdout=StringIO())
+
     assert explain_json("--args", "[1]")["lock"]["task_id"] == "holder-1"
 
 
@@ -268,21 +328,28 @@ def test_release_all_of_a_task():
     assert [key["task_name"] for key in json.loads(run("list", "--json"))] == ["other"]
 
 
-def test_release_racing_a_new_holder_keeps_the_new_holders_lock(monkeypatch):
+def test_release_racing_a_new_holder_keeps_the_new_holders_lock(terminal, celery_app):
     unique_key = hold(1, "old")
     store = get_lock_store()
+    output = StringIO()
 
-    def new_holder_takes_over(prompt: str) -> str:
-        # Between the explain and the release, the old holder finishes and a new call triggers.
-        store.release(
-            task_id="old", unique_key=unique_key, ignore_key=None, ignore_ttl=None, task_name=TASK
-        )
-        hold(1, "new")
-        return "y"
+    def release() -> None:
+        celery_app.set_current()  # Celery's current app is a thread's own
+        args = ("release", TASK, "--args", "[1]", "--lock")
+        call_command("celery_events", *args, stdin=terminal.stdin, stdout=output)
 
-    monkeypatch.setattr("builtins.input", new_holder_takes_over)
-
-    out = run("release", TASK, "--args", "[1]", "--lock")
+    command = threading.Thread(target=release)
+    command.start()
+    # While the command waits for its answer, between its explain and its release, the old
+    # holder finishes and a new call triggers.
+    wait_for(lambda: "[y/N]" in output.getvalue(), "the confirmation prompt")
+    store.release(
+        task_id="old", unique_key=unique_key, ignore_key=None, ignore_ttl=None, task_name=TASK
+    )
+    hold(1, "new")
+    terminal.type("y\n")
+    command.join(timeout=30)
+    out = output.getvalue()
 
     assert "released unique lock" not in out
     assert "no longer holds old" in out
