@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import os
 import pty
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from io import StringIO
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import pytest
@@ -366,6 +369,22 @@ def test_release_of_an_explanation_is_owner_safe():
 
     assert operations.release(task, explanation) == []
     assert get_lock_store().holder(unique_key) == "new"
+
+
+def test_a_project_that_never_imported_its_celery_app_is_told_to_import_it():
+    # In a process of its own, tests.settings is such a project: nothing imports tests.celery_app.
+    done = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+        [sys.executable, "-m", "django", "celery_events", "explain", TASK],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert f"unknown task {TASK!r}: it is not registered with Celery app 'default'" in done.stderr
+    assert "from .celery import app as celery_app" in done.stderr
 
 
 @pytest.mark.parametrize(
