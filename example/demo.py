@@ -19,6 +19,7 @@ import io
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,10 @@ from celery_events.exporters.opentelemetry import format_span_tree
 from celery_events.signals import ALL_SIGNALS
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
+# With REDIS_URL, the run's keys get a prefix of its own beneath the project's (see
+# demo_site/settings.py): keys left by an earlier run, or by manage.py, never change what this
+# run shows, and forget_redis_keys() deletes exactly this run's.
+os.environ["DEMO_RUN_KEY_PREFIX"] = f"run-{uuid.uuid4().hex[:8]}:"
 django.setup()
 
 # Imported once Django is set up: models and tasks need the app registry.
