@@ -190,11 +190,12 @@ class Command(BaseCommand):
     def _confirm(self, options: dict[str, Any], count: int) -> bool:
         if options["yes"]:
             return True
-        stdin: TextIO = options.get("stdin") or sys.stdin
+        # sys.stdin is None when the process was started with no stdin at all.
+        stdin: TextIO | None = options.get("stdin") or sys.stdin
         # Asked only on a terminal: from a pipe that never closes (kubectl exec -i, a CI step)
         # the answer would be waited for forever, and one that is closed (cron, stdin
         # /dev/null) would read as "no" and release nothing without saying why.
-        if not stdin.isatty():
+        if stdin is None or not stdin.isatty():
             msg = (
                 "release asks for confirmation, and stdin is not a terminal to answer on: "
                 "pass --yes to release without asking"
