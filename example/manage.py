@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The example project's command line: ``python manage.py check``, ``celery_events list``...
 
-Run it from this directory, with the repository's virtual environment:
-``../.venv/bin/python manage.py celery_events list``.
+Run it from this directory in the repository's virtual environment (``make demo`` creates it),
+with ``REDIS_URL`` set for the lock commands: the README's "Why didn't my task run?" shows how.
 """
 
 from __future__ import annotations
