@@ -177,7 +177,8 @@ def test_a_task_whose_name_has_braces_is_listed_and_released():
     braced = tasks.ops_braced_name
     hold(1, "holder-1", task=braced)
     opener = str(braced.apply(args=(2,)).id)
-    # Its index entries are named with parentheses for the braces, as are this task's.
+    # Index entries name a task with parentheses for braces, so this task's are named as the
+    # braced one's: they must still be told apart.
     get_lock_store().admit(
         task_id="lookalike",
         unique_key="lookalike-key",
@@ -341,7 +342,7 @@ def test_release_racing_a_new_holder_keeps_the_new_holders_lock(terminal, celery
         args = ("release", TASK, "--args", "[1]", "--lock")
         call_command("celery_events", *args, stdin=terminal.stdin, stdout=output)
 
-    command = threading.Thread(target=release)
+    command = threading.Thread(target=release, daemon=True)  # never outlives a failed test
     command.start()
     # While the command waits for its answer, between its explain and its release, the old
     # holder finishes and a new call triggers.
