@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from celery import current_app
 
@@ -39,6 +39,10 @@ __all__ = [
     "release",
     "release_task",
 ]
+
+
+#: The name of the app Celery makes current when a process has created none.
+_CELERY_FALLBACK_APP: Final = "default"
 
 
 class OperationError(Exception):
@@ -90,11 +94,23 @@ def get_task(name: str) -> DjangoTask:
     app = current_app
     app.loader.import_default_modules()
     task = app.tasks.get(name)
+    hint = ""
+    if app.main == _CELERY_FALLBACK_APP:
+        # The project never imported its own app (in its package's __init__.py, as the
+        # installation guide says): Celery's fallback knows no task, or plain copies of them.
+        hint = (
+            f"; {app.main!r} is Celery's fallback app, current because the project's Celery app "
+            "was never imported: import it in the project package's __init__.py "
+            "(from .celery import app as celery_app)"
+        )
     if task is None:
-        msg = f"unknown task {name!r}: it is not registered with Celery app {app.main!r}"
+        msg = f"unknown task {name!r}: it is not registered with Celery app {app.main!r}{hint}"
         raise OperationError(msg)
     if not isinstance(task, DjangoTask):
-        msg = f"task {name!r} is not a DjangoTask: it has no unique lock nor ignore window"
+        msg = (
+            f"task {name!r} of Celery app {app.main!r} is not a DjangoTask: it has no unique lock "
+            f"nor ignore window{hint}"
+        )
         raise OperationError(msg)
     if not task.unique and task.ignore_task_timedelta is None:
         msg = (

@@ -4,7 +4,7 @@ Run it with ``make demo`` from the repository root, or ``../.venv/bin/python dem
 here. It needs nothing running: Celery's in-memory broker and result backend, Django's
 local-memory cache and a SQLite file that it migrates itself. With ``REDIS_URL`` set, the
 broker, the result backend and the cache are that Redis, under keys of this run's own prefix,
-which it deletes at the end.
+which it deletes at the end, and says so.
 
 Every event of ``celery_events.signals.ALL_SIGNALS`` is printed as it is sent, from the caller
 (the main thread) and from the worker (its threads) alike; the invocation id joins the events
@@ -19,9 +19,10 @@ import io
 import os
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import django
 import redis
@@ -41,12 +42,17 @@ from celery_events.exporters.opentelemetry import format_span_tree
 from celery_events.signals import ALL_SIGNALS
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo_site.settings")
+# With REDIS_URL, the run's keys get a prefix of its own beneath the project's (see
+# demo_site/settings.py): keys left by an earlier run, or by manage.py, never change what this
+# run shows, and forget_redis_keys() deletes exactly this run's.
+os.environ["DEMO_RUN_KEY_PREFIX"] = f"run-{uuid.uuid4().hex[:8]}:"
 django.setup()
 
 # Imported once Django is set up: models and tasks need the app registry.
 from demo_site.celery import app  # noqa: E402
 from orders.models import Order  # noqa: E402
 from orders.tasks import (  # noqa: E402
+    CatalogueFormatError,
     charge_card,
     import_catalogue,
     rebuild_search_index,
@@ -57,6 +63,8 @@ from orders.tasks import (  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from structlog.typing import ExcInfo
 
     from celery_events.task import DjangoTask
 
@@ -230,7 +238,7 @@ SCENARIOS: Sequence[tuple[str, Callable[[EventStream], None]]] = (
     ("Unique: a second call while the first runs is deduplicated into it", unique_call),
     ("Ignored: ignore_task_after_success ignores a repeat of a successful call", ignored_call),
     ("Retry: autoretry with default_retry_delays=(0.2, 0.4)", retried_call),
-    ("Failure: the task raises and is not retried", failed_call),
+    ("Failure: the task raises, as the demo means it to, and is not retried", failed_call),
     ("Success: apply_async_and_get_result waits for the return value", successful_call),
 )
 
@@ -259,13 +267,33 @@ def services() -> str:
 
 
 def forget_redis_keys() -> None:
-    """Delete this run's keys from Redis: only those under its own prefix, never a flush."""
+    """Delete this run's keys from Redis, and say so: only those of its prefix, never a flush."""
     if not settings.REDIS_URL:
         return
     client = redis.Redis.from_url(settings.REDIS_URL)
     keys = list(client.scan_iter(match=f"{settings.REDIS_KEY_PREFIX}*", count=1000))
     if keys:
         client.delete(*keys)
+    print(
+        f"\nDeleted this run's {len(keys)} Redis keys ({settings.REDIS_KEY_PREFIX}*); "
+        "no other key was touched."
+    )
+
+
+def expected_failure_in_one_line(sio: TextIO, exc_info: ExcInfo) -> None:
+    """Render import_catalogue's deliberate failure in one line, any other exception in full.
+
+    The structlog exporter logs ``task_failed`` with its exception, whose traceback a
+    ConsoleRenderer prints: for the failure the demo causes on purpose, that would read as a
+    crash of the demo. A project keeps the traceback.
+    """
+    if isinstance(exc_info[1], CatalogueFormatError):
+        sio.write(
+            "\n  (expected: the demo's import_catalogue fails on purpose; traceback left out) "
+            f"{exc_info[1]!r}"
+        )
+        return
+    structlog.dev.plain_traceback(sio, exc_info)
 
 
 def configure_telemetry() -> tuple[io.StringIO, InMemorySpanExporter]:
@@ -284,7 +312,9 @@ def configure_telemetry() -> tuple[io.StringIO, InMemorySpanExporter]:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="%H:%M:%S"),
-            structlog.dev.ConsoleRenderer(colors=False),
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=expected_failure_in_one_line
+            ),
         ],
         logger_factory=structlog.PrintLoggerFactory(log_lines),
     )
@@ -308,13 +338,13 @@ def main() -> None:
             for number, (heading, scenario) in enumerate(SCENARIOS, start=1):
                 print(f"\n{number}. {heading}")
                 scenario(stream)
-    finally:
+        print_calls(stream.events)
+        print("\nThe structlog exporter's log lines (and charge_card's own, which carry its ids):")
+        print(log_lines.getvalue(), end="")
+        print("\nThe OpenTelemetry exporter's spans, drawn by format_span_tree():")
+        print(format_span_tree(spans.get_finished_spans()))
+    finally:  # the last word, even when a scenario failed
         forget_redis_keys()
-    print_calls(stream.events)
-    print("\nThe structlog exporter's log lines (and charge_card's own, which carry its ids):")
-    print(log_lines.getvalue(), end="")
-    print("\nThe OpenTelemetry exporter's spans, drawn by format_span_tree():")
-    print(format_span_tree(spans.get_finished_spans()))
 
 
 if __name__ == "__main__":

@@ -298,14 +298,25 @@ def locks_outlives_time_limit(x: str) -> None:
     _wait_for_gate(f"never-opened-{x}")
 
 
-@app.task(
-    unique=True,
-    stale_time_limit=60,
-    ignore_task_after_success=True,
-    ignore_task_timedelta=timedelta(seconds=120),
-)
+# The tasks of the tests of ``manage.py celery_events``: unique, with an ignore window.
+OPS_OPTIONS: dict[str, Any] = {
+    "unique": True,
+    "stale_time_limit": 60,
+    "ignore_task_after_success": True,
+    "ignore_task_timedelta": timedelta(seconds=120),
+}
+
+
+@app.task(**OPS_OPTIONS)
 def ops_unique_ignored(x: int, label: str = "") -> int:
     """A unique task with an ignore window, for the tests of ``manage.py celery_events``."""
+    return x
+
+
+# Braces in a name are what Redis Cluster reads as a hash tag in a key that contains it.
+@app.task(name="tests.tasks.reports.{daily}", **OPS_OPTIONS)
+def ops_braced_name(x: int) -> int:
+    """A task whose name has braces, as ``reports.{daily}``."""
     return x
 
 

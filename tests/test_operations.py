@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
+import threading
 import time
+from dataclasses import dataclass
 from io import StringIO
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import pytest
 from django.conf import settings as django_settings
@@ -14,8 +22,14 @@ from celery_events import operations
 from celery_events.config import settings as celery_events_settings
 from celery_events.locks import get_lock_store
 from tests import tasks
+from tests.conftest import wait_for
 from tests.lock_helpers import use_cache
 from tests.redis_monitor import monitored
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from celery_events.task import DjangoTask
 
 TASK = "tests.tasks.ops_unique_ignored"
 UNRELATED = 100_000
@@ -27,13 +41,11 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-def hold(x: int, task_id: str, ttl: float = 60) -> str:
-    """Take the unique lock of ``ops_unique_ignored(x)`` for ``task_id``, as a trigger does."""
-    unique_key = tasks.ops_unique_ignored.unique_key_generator(
-        celery_events_settings.UNIQUE_TASK_KEY_PREFIX, [x], {}
-    )
+def hold(x: int, task_id: str, ttl: float = 60, task: DjangoTask = tasks.ops_unique_ignored) -> str:
+    """Take the unique lock of ``task(x)`` for ``task_id``, as a trigger does."""
+    unique_key = task.unique_key_generator(celery_events_settings.UNIQUE_TASK_KEY_PREFIX, [x], {})
     get_lock_store().admit(
-        task_id=task_id, unique_key=unique_key, lock_ttl=ttl, ignore_key=None, task_name=TASK
+        task_id=task_id, unique_key=unique_key, lock_ttl=ttl, ignore_key=None, task_name=task.name
     )
     return unique_key
 
@@ -41,6 +53,33 @@ def hold(x: int, task_id: str, ttl: float = 60) -> str:
 def succeed(x: int) -> str:
     """Run ``ops_unique_ignored(x)`` to success, which opens its ignore window; return its id."""
     return str(tasks.ops_unique_ignored.apply(args=(x,)).id)
+
+
+def run_on(terminal: Terminal, *args: str) -> str:
+    """Run the command with ``terminal`` as its stdin; return what it printed."""
+    out = StringIO()
+    call_command("celery_events", *args, stdin=terminal.stdin, stdout=out)
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """A pseudo-terminal: a real tty for the command's stdin, and a keyboard to type on it."""
+
+    stdin: TextIO
+    keyboard: int
+
+    def type(self, text: str) -> None:
+        """Type ``text`` (with its newline, the line is sent) for the command to read."""
+        os.write(self.keyboard, text.encode())
+
+
+@pytest.fixture(name="terminal")
+def fixture_terminal() -> Iterator[Terminal]:
+    keyboard, tty = pty.openpty()
+    with os.fdopen(tty) as stdin:
+        yield Terminal(stdin, keyboard)
+    os.close(keyboard)
 
 
 def explain_json(*args: str) -> dict:
@@ -134,6 +173,34 @@ def test_list_filters_by_task():
     )
 
 
+def test_a_task_whose_name_has_braces_is_listed_and_released():
+    braced = tasks.ops_braced_name
+    hold(1, "holder-1", task=braced)
+    opener = str(braced.apply(args=(2,)).id)
+    # Index entries name a task with parentheses for braces, so this task's are named as the
+    # braced one's: they must still be told apart.
+    get_lock_store().admit(
+        task_id="lookalike",
+        unique_key="lookalike-key",
+        lock_ttl=60,
+        ignore_key=None,
+        task_name="tests.tasks.reports.(daily)",
+    )
+
+    listed = json.loads(run("list", "--task", braced.name, "--json"))
+    out = run("release", "--task", braced.name, "--all", "--yes")
+
+    assert {(key["kind"], key["task_id"]) for key in listed} == {
+        ("unique", "holder-1"),
+        ("ignore", opener),
+    }
+    assert {line.split()[-1] for line in out.splitlines() if line.startswith("released")} == {
+        "holder-1",
+        opener,
+    }
+    assert [key["task_id"] for key in json.loads(run("list", "--json"))] == ["lookalike"]
+
+
 def test_list_skips_a_lock_released_by_its_task():
     unique_key = hold(1, "holder-1")
     get_lock_store().release(
@@ -211,13 +278,39 @@ def test_release_lock_only_keeps_the_window():
     assert explain_json("--args", "[1]")["window"]["task_id"] == opener
 
 
-def test_release_asks_for_confirmation(monkeypatch):
+def test_release_asks_for_confirmation(terminal):
     hold(1, "holder-1")
-    monkeypatch.setattr("builtins.input", lambda _: "n")
+    terminal.type("n\n")
 
-    out = run("release", TASK, "--args", "[1]")
+    out = run_on(terminal, "release", TASK, "--args", "[1]")
 
-    assert out.endswith("nothing released\n")
+    assert out.endswith("Release this key? [y/N] nothing released\n")
+    assert explain_json("--args", "[1]")["lock"]["task_id"] == "holder-1"
+
+
+def test_release_confirmed_on_the_terminal_releases(terminal):
+    hold(1, "holder-1")
+    hold(2, "holder-2")
+    terminal.type("yes\n")
+
+    out = run_on(terminal, "release", "--task", TASK, "--all")
+
+    assert "Release these 2 keys? [y/N] released unique lock" in out
+    assert json.loads(run("list", "--json")) == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["release", TASK, "--args", "[1]"], ["release", "--task", TASK, "--all"]],
+    ids=["call", "all"],
+)
+def test_release_without_a_terminal_asks_for_yes_and_keeps_the_keys(args):
+    hold(1, "holder-1")
+
+    # A closed stdin, as under cron or with stdin from /dev/null.
+    with pytest.raises(CommandError, match=r"stdin is not a terminal.*pass --yes"):
+        call_command("celery_events", *args, stdin=StringIO(), stdout=StringIO())
+
     assert explain_json("--args", "[1]")["lock"]["task_id"] == "holder-1"
 
 
@@ -239,21 +332,28 @@ def test_release_all_of_a_task():
     assert [key["task_name"] for key in json.loads(run("list", "--json"))] == ["other"]
 
 
-def test_release_racing_a_new_holder_keeps_the_new_holders_lock(monkeypatch):
+def test_release_racing_a_new_holder_keeps_the_new_holders_lock(terminal, celery_app):
     unique_key = hold(1, "old")
     store = get_lock_store()
+    output = StringIO()
 
-    def new_holder_takes_over(prompt: str) -> str:
-        # Between the explain and the release, the old holder finishes and a new call triggers.
-        store.release(
-            task_id="old", unique_key=unique_key, ignore_key=None, ignore_ttl=None, task_name=TASK
-        )
-        hold(1, "new")
-        return "y"
+    def release() -> None:
+        celery_app.set_current()  # Celery's current app is a thread's own
+        args = ("release", TASK, "--args", "[1]", "--lock")
+        call_command("celery_events", *args, stdin=terminal.stdin, stdout=output)
 
-    monkeypatch.setattr("builtins.input", new_holder_takes_over)
-
-    out = run("release", TASK, "--args", "[1]", "--lock")
+    command = threading.Thread(target=release, daemon=True)  # never outlives a failed test
+    command.start()
+    # While the command waits for its answer, between its explain and its release, the old
+    # holder finishes and a new call triggers.
+    wait_for(lambda: "[y/N]" in output.getvalue(), "the confirmation prompt")
+    store.release(
+        task_id="old", unique_key=unique_key, ignore_key=None, ignore_ttl=None, task_name=TASK
+    )
+    hold(1, "new")
+    terminal.type("y\n")
+    command.join(timeout=30)
+    out = output.getvalue()
 
     assert "released unique lock" not in out
     assert "no longer holds old" in out
@@ -270,6 +370,22 @@ def test_release_of_an_explanation_is_owner_safe():
 
     assert operations.release(task, explanation) == []
     assert get_lock_store().holder(unique_key) == "new"
+
+
+def test_a_project_that_never_imported_its_celery_app_is_told_to_import_it():
+    # In a process of its own, tests.settings is such a project: nothing imports tests.celery_app.
+    done = subprocess.run(  # noqa: S603 - our own interpreter and arguments
+        [sys.executable, "-m", "django", "celery_events", "explain", TASK],
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 1
+    assert f"unknown task {TASK!r}: it is not registered with Celery app 'default'" in done.stderr
+    assert "from .celery import app as celery_app" in done.stderr
 
 
 @pytest.mark.parametrize(

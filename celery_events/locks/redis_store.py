@@ -16,12 +16,12 @@ django-celery-extensions and of this library exclude each other during a rolling
 
 Keys are hashes of a call's arguments, so the name of the task cannot be read from them. When the
 caller names the task (``task_name``), the same script that takes a lock or opens a window also
-writes an *index entry* beside it: a key named ``celery-events|held|<task>|<kind>|<key>`` in the
-same hash slot, holding the task's name and the key's Redis name, with the same time to live; the
-script that releases the lock deletes it. ``manage.py celery_events list`` finds the entries with
-``SCAN`` (:meth:`RedisLockStore.held`). An entry never outlives its key's time to live, so the
-index needs no pruning; an entry whose key went first (deleted by django-celery-extensions) is
-skipped.
+writes an *index entry* beside it: a key named ``celery-events|held|<task>|<kind>|<key>`` (braces
+of the task's name replaced by parentheses) in the same hash slot, holding the task's name and the
+key's Redis name, with the same time to live; the script that releases the lock deletes it.
+``manage.py celery_events list`` finds the entries with ``SCAN`` (:meth:`RedisLockStore.held`).
+An entry never outlives its key's time to live, so the index needs no pruning; an entry whose key
+went first (deleted by django-celery-extensions) is skipped.
 """
 
 from __future__ import annotations
@@ -179,6 +179,18 @@ class HeldKey:
 def _glob_escape(text: str) -> str:
     """Return ``text`` as a ``SCAN MATCH`` pattern that matches only itself."""
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
+def _entry_key_prefix(task_name: str) -> str:
+    """Return the cache-key prefix of the index entries of task ``task_name``.
+
+    Braces of the name become parentheses: Redis Cluster would hash a ``{...}`` of the name
+    instead of the hash tag that puts an entry in its key's slot. Writing an entry and listing
+    them both name it here, so that ``list --task`` finds the entries of ``reports.{daily}``.
+    Names that differ only there share a prefix; :meth:`RedisLockStore.held` therefore keeps
+    only the entries that hold the name asked for.
+    """
+    return f"{INDEX_PREFIX}|{task_name.replace('{', '(').replace('}', ')')}|"
 
 
 def _seconds_left(pttl: int) -> float | None:
@@ -343,7 +355,7 @@ class RedisLockStore:
         .. versionadded:: 0.1.0
         """
         binding = self.binding
-        prefix = f"{INDEX_PREFIX}|" if task_name is None else f"{INDEX_PREFIX}|{task_name}|"
+        prefix = f"{INDEX_PREFIX}|" if task_name is None else _entry_key_prefix(task_name)
         pattern = _glob_escape(binding.make_key(prefix)) + "*"
         with binding.guard(f"list the keys of {task_name or 'every task'!r}"):
             entries = list(binding.client.scan_iter(match=pattern, count=self.SCAN_COUNT))
@@ -393,9 +405,7 @@ class RedisLockStore:
 
     def _entry_key(self, task_name: str, kind: KeyKind, key: str, slot_of: str) -> str:
         """Return the Redis key of the index entry of ``key``, in the hash slot of ``slot_of``."""
-        # A brace in a task name would move the entry's hash tag away from its key's.
-        name = task_name.replace("{", "(").replace("}", ")")
-        return self.binding.key(f"{INDEX_PREFIX}|{name}|{kind}|{key}", beside=slot_of)
+        return self.binding.key(f"{_entry_key_prefix(task_name)}{kind}|{key}", beside=slot_of)
 
     def _run(
         self,

@@ -1,12 +1,13 @@
-"""Django settings of the demo: in-memory broker and caches by default, Redis when REDIS_URL is set.
+"""Django settings of the example project: in memory by default, Redis when REDIS_URL is set.
 
-The database is a git-ignored SQLite file beside this project, migrated by ``demo.py``.
+The database is a git-ignored SQLite file beside this project, migrated by ``demo.py``. Django's
+local-memory cache lives and dies with each process, so ``manage.py celery_events`` sees the
+locks and ignore windows of other processes only when they are in Redis (REDIS_URL).
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,11 @@ REDIS_URL = os.environ.get("REDIS_URL")
 REDIS_KEY_PREFIX: str | None
 CACHES: dict[str, dict[str, Any]]
 if REDIS_URL:
-    # A prefix of this run's own: a lock or an ignore window left by an earlier run never
-    # changes what this run shows, and demo.py deletes exactly these keys when it ends.
-    REDIS_KEY_PREFIX = f"celery-events-demo:{uuid.uuid4().hex[:8]}:"
+    # Every key of the project (cache, broker, results) is under this prefix, which all its
+    # processes share, so that manage.py sees the locks that the others hold. demo.py adds a
+    # prefix of its run's own (DEMO_RUN_KEY_PREFIX), to delete exactly its keys when it ends.
+    PROJECT_KEY_PREFIX = os.environ.get("DEMO_REDIS_KEY_PREFIX", "celery-events-demo:")
+    REDIS_KEY_PREFIX = PROJECT_KEY_PREFIX + os.environ.get("DEMO_RUN_KEY_PREFIX", "")
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",

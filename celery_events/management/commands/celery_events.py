@@ -8,7 +8,8 @@ A thin command-line layer over :mod:`celery_events.operations`.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+import sys
+from typing import TYPE_CHECKING, Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -37,6 +38,8 @@ class Command(BaseCommand):
     """Explain, list and release the unique locks and ignore windows of tasks."""
 
     help = "Explain, list and release the unique locks and ignore windows of celery-events tasks."
+    #: ``call_command(..., stdin=...)`` answers release's confirmation from that stream.
+    stealth_options = ("stdin",)
 
     def add_arguments(self, parser: CommandParser) -> None:
         """Add the subcommands explain, list and release."""
@@ -78,7 +81,8 @@ class Command(BaseCommand):
         """Run the subcommand.
 
         Raises:
-            CommandError: bad input, a cache that cannot list, or an unreachable Redis.
+            CommandError: bad input, a cache that cannot list, an unreachable Redis, or a
+                release to confirm without a terminal (and without ``--yes``).
         """
         try:
             getattr(self, f"_{options['subcommand']}")(options)
@@ -186,8 +190,21 @@ class Command(BaseCommand):
     def _confirm(self, options: dict[str, Any], count: int) -> bool:
         if options["yes"]:
             return True
-        answer = input(f"Release {'this key' if count == 1 else f'these {count} keys'}? [y/N] ")
-        if answer.strip().lower() in {"y", "yes"}:
+        # sys.stdin is None when the process was started with no stdin at all.
+        stdin: TextIO | None = options.get("stdin") or sys.stdin
+        # Asked only on a terminal: from a pipe that never closes (kubectl exec -i, a CI step)
+        # the answer would be waited for forever, and one that is closed (cron, stdin
+        # /dev/null) would read as "no" and release nothing without saying why.
+        if stdin is None or not stdin.isatty():
+            msg = (
+                "release asks for confirmation, and stdin is not a terminal to answer on: "
+                "pass --yes to release without asking"
+            )
+            raise CommandError(msg)
+        noun = "this key" if count == 1 else f"these {count} keys"
+        self.stdout.write(f"Release {noun}? [y/N] ", ending="")
+        self.stdout.flush()
+        if stdin.readline().strip().lower() in {"y", "yes"}:
             return True
         self.stdout.write("nothing released")
         return False

@@ -1,0 +1,148 @@
+"""The example project as a newcomer meets it: the README's ``manage.py`` commands, and the demo.
+
+The commands are read from README.md's "Installation" and "Why didn't my task run?" sections, so
+that the README cannot show one that does not work there. Each runs in a process of its own, in
+``example/``, with stdin from /dev/null (as in a script), the tests' Redis as ``REDIS_URL`` and a
+key prefix of this test's own, whose keys are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from django.conf import settings
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+ROOT = Path(__file__).parent.parent
+README_SECTIONS = ("Installation", "Why didn't my task run?")
+DIGEST = "orders.tasks.send_weekly_digest"
+
+
+def readme_commands() -> list[list[str]]:
+    """Return the arguments of each ``python manage.py`` line of the sections' ``sh`` blocks."""
+    readme = (ROOT / "README.md").read_text()
+    commands = []
+    for section in README_SECTIONS:
+        _, found, rest = readme.partition(f"\n## {section}\n")
+        assert found, f"README.md has no section {section!r}"
+        body = rest.split("\n## ", 1)[0]
+        for block in re.findall(r"^```sh\n(.*?)^```", body, flags=re.DOTALL | re.MULTILINE):
+            for line in block.splitlines():
+                words = shlex.split(line, comments=True)
+                if words[:2] == ["python", "manage.py"]:
+                    commands.append(words[2:])
+    return commands
+
+
+def example_prefix() -> str:
+    """Return the prefix of the example project's Redis keys in this test session."""
+    return f"{settings.KEY_PREFIX}example:"
+
+
+@pytest.fixture(autouse=True)
+def _delete_example_keys(redis_client) -> Iterator[None]:
+    yield
+    keys = list(redis_client.scan_iter(match=f"{example_prefix()}*", count=1000))
+    if keys:
+        redis_client.delete(*keys)
+
+
+def run_example(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` in the example project at ``directory``, as a newcomer would.
+
+    On the tests' Redis, under :func:`example_prefix`; stdin from /dev/null, as in a script.
+    """
+    env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "DEMO_REDIS_KEY_PREFIX": example_prefix()}
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # the test suite's; the example sets its own
+    return subprocess.run(  # noqa: S603 - our own interpreter, README and demo
+        [sys.executable, *args],
+        cwd=directory,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def manage(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``python manage.py ARGS`` in example/."""
+    return run_example(ROOT / "example", "manage.py", *args)
+
+
+def test_readme_commands_work_on_the_example_project(redis_client):
+    check, run_once, explain, listing, release, release_all = readme_commands()
+
+    checked = manage(check)
+    assert checked.returncode == 0, checked.stderr
+    assert "System check identified no issues" in checked.stdout
+
+    # The task runs in the shell, and its success opens its ignore window (the exporter says so).
+    ran = manage(run_once)
+    assert ran.returncode == 0, ran.stderr
+    assert "task_succeeded" in ran.stdout
+    entry = f"{example_prefix()}cache:*celery-events|held|{DIGEST}|ignore|*"
+    assert list(redis_client.scan_iter(match=entry, count=1000))  # under the test's prefix
+
+    explained = manage(explain)
+    assert explained.returncode == 0, explained.stderr
+    assert re.search(
+        r"^ignore window  opened by [0-9a-f-]{36}, 5\d\d\.\d s left$",
+        explained.stdout,
+        re.MULTILINE,
+    )
+    assert "next call      be ignored" in explained.stdout
+
+    listed = manage(listing)
+    assert listed.returncode == 0, listed.stderr
+    assert re.search(rf"^ +5\d\d\.\d s  ignore  {DIGEST}  ", listed.stdout, re.MULTILINE)
+
+    # No terminal to confirm on: release names what it would remove, then asks for --yes.
+    asked = manage(release)
+    assert asked.returncode == 1
+    assert asked.stdout.startswith("ignore window ")
+    assert "stdin is not a terminal to answer on: pass --yes" in asked.stderr
+    assert "Traceback" not in asked.stderr
+
+    released = manage(release_all)
+    assert released.returncode == 0, released.stderr
+    assert re.search(r"^released ignore window ", released.stdout, re.MULTILINE)
+    assert "ignore window  closed" in manage(explain).stdout
+
+
+def test_demo_on_redis_deletes_its_keys_and_says_so(redis_client, tmp_path):
+    # A copy of the example, so that the demo's SQLite file is the test's own.
+    example = shutil.copytree(
+        ROOT / "example",
+        tmp_path / "example",
+        ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__"),
+    )
+
+    done = run_example(example, "demo.py")
+
+    assert done.returncode == 0, done.stderr
+    last = done.stdout.rstrip().splitlines()[-1]
+    run_prefix = rf"{re.escape(example_prefix())}run-[0-9a-f]{{8}}:"
+    deleted = re.fullmatch(
+        rf"Deleted this run's (\d+) Redis keys \(({run_prefix})\*\); no other key was touched\.",
+        last,
+    )
+    assert deleted, last
+    assert int(deleted[1]) > 0
+    assert not list(redis_client.scan_iter(match=f"{deleted[2]}*", count=1000))
+    # The failing task fails on purpose, and its log line says so instead of a traceback.
+    assert "(expected: the demo's import_catalogue fails on purpose; traceback left out)" in (
+        done.stdout
+    )
+    assert "Traceback" not in done.stdout + done.stderr
