@@ -3,7 +3,8 @@
 A triggered call is published with the key and stale time limit of its unique lock and the key
 of its ignore window when it has them, so that the worker checks and releases exactly the key the
 caller took; with its own ``ignore_task_after_success`` when the call gave one, so that the
-worker opens the window as the call asked; and with its invocation id when that is not its task
+worker opens the window as the call asked; with the time it was sent, so that the worker knows how
+long it waited; and with its invocation id when that is not its task
 id (a caller named the invocation), so that every event of the call, on both sides and across
 retries, carries the same invocation id. A *stand-in* (the message of a canvas member that
 joined a running call or was ignored, see :mod:`celery_events.worker`) also carries
@@ -28,6 +29,7 @@ __all__ = [
     "RESERVED_HEADERS",
     "STALE_TIME_LIMIT_HEADER",
     "STAND_IN_HEADER",
+    "TRIGGER_TIME_HEADER",
     "UNIQUE_KEY_HEADER",
     "read_header",
 ]
@@ -42,6 +44,12 @@ IGNORE_KEY_HEADER: Final = "ignore_key"
 """The ignore window's key, opened by the worker after a success."""
 IGNORE_AFTER_SUCCESS_HEADER: Final = "ignore_task_after_success"
 """A call's own ``ignore_task_after_success``, when it gave one: the task's otherwise."""
+TRIGGER_TIME_HEADER: Final = "trigger_time"
+"""When the message was sent: the call's trigger, or a retry's publish (seconds since the epoch).
+
+Where the attempt starts, the time since then (or since the message's ``eta``) is how long it
+waited in the queue. django-celery-extensions wrote the same header as an ISO 8601 string.
+"""
 STAND_IN_HEADER: Final = "stand_in"
 """What a stand-in message stands for: ``{"holder": task id, ...}`` or ``{"ignored": True}``."""
 CARRIED_HEADERS: Final = (
@@ -52,7 +60,7 @@ CARRIED_HEADERS: Final = (
     IGNORE_AFTER_SUCCESS_HEADER,
 )
 """The headers a retry re-publishes with."""
-RESERVED_HEADERS: Final = frozenset((*CARRIED_HEADERS, STAND_IN_HEADER))
+RESERVED_HEADERS: Final = frozenset((*CARRIED_HEADERS, STAND_IN_HEADER, TRIGGER_TIME_HEADER))
 """Every header name the library writes; a caller's values for them never reach the worker."""
 
 

@@ -22,6 +22,7 @@ from .headers import (
     INVOCATION_ID_HEADER,
     RESERVED_HEADERS,
     STALE_TIME_LIMIT_HEADER,
+    TRIGGER_TIME_HEADER,
     UNIQUE_KEY_HEADER,
 )
 
@@ -226,6 +227,7 @@ def trigger_options(
         if caller_headers
         else {}
     )
+    headers[TRIGGER_TIME_HEADER] = trigger_time.timestamp()
     if result.invocation_id != task_id:  # the worker takes the task id otherwise
         headers[INVOCATION_ID_HEADER] = result.invocation_id
     if unique_key is not None:

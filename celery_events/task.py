@@ -18,6 +18,7 @@ options resolve is in :mod:`celery_events.options`; what happens where it runs, 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -43,6 +44,7 @@ from .headers import (
     CARRIED_HEADERS,
     IGNORE_KEY_HEADER,
     STAND_IN_HEADER,
+    TRIGGER_TIME_HEADER,
     UNIQUE_KEY_HEADER,
     read_header,
 )
@@ -536,6 +538,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             # not a stand-in's mark: a stand-in that runs the body retries as the call itself.
             headers = {**(request.headers or {}), **(options.get("headers") or {})}
             headers.pop(STAND_IN_HEADER, None)
+            headers[TRIGGER_TIME_HEADER] = time.time()
             for name in CARRIED_HEADERS:
                 value = read_header(request, name)
                 if value is not None:

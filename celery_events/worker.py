@@ -49,6 +49,7 @@ from .headers import (
     INVOCATION_ID_HEADER,
     STALE_TIME_LIMIT_HEADER,
     STAND_IN_HEADER,
+    TRIGGER_TIME_HEADER,
     UNIQUE_KEY_HEADER,
     read_header,
 )
@@ -69,6 +70,7 @@ __all__ = [
     "ignore_key_of",
     "invocation_id_of",
     "is_stand_in_attempt",
+    "queue_wait",
     "retry_eta",
     "settle",
 ]
@@ -253,6 +255,34 @@ def ignore_key_of(task: DjangoTask, request: Context) -> str:
     if ignore_key is None:  # published by something other than a DjangoTask
         ignore_key = task._get_ignore_key(request.args, request.kwargs)  # noqa: SLF001 - the task's key seam
     return ignore_key
+
+
+def queue_wait(request: Context, now: float) -> float | None:
+    """Return how long the attempt's message waited before the attempt started, in seconds.
+
+    The wait is counted from the message's ``eta`` when it has one (a countdown, a retry),
+    else from when it was sent (:data:`~celery_events.headers.TRIGGER_TIME_HEADER`). The two
+    clocks are those of the sender's and the worker's machines: a wait that their skew makes
+    negative is 0.
+
+    Args:
+        request: the starting attempt's request.
+        now: the attempt's start, as ``time.time()``.
+
+    Returns:
+        The wait; None for an eager attempt, which waited in no queue, and for a message that
+        tells neither (one from a producer that is not a DjangoTask, without an eta).
+    """
+    if request.is_eager:
+        return None
+    since: Any = request.eta or read_header(request, TRIGGER_TIME_HEADER)
+    if since is None:
+        return None
+    if isinstance(since, str):  # an eta, or django-celery-extensions' trigger time
+        since = datetime.fromisoformat(since)
+    if isinstance(since, datetime):
+        since = since.timestamp()
+    return max(now - float(since), 0.0)
 
 
 def retry_eta(einfo: ExceptionInfo) -> datetime:

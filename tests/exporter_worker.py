@@ -1,9 +1,11 @@
-"""A worker with both exporters on, whose spans and log lines the tests read back from Redis.
+"""A worker with both exporters on, whose spans, log lines and metrics the tests read from Redis.
 
 A worker started with :data:`WORKER_ENV` and :data:`WORKER_ARGS` (the ``exporters_worker``
 fixture) imports this module. When it starts, it sends its finished spans (as the SDK's JSON)
 and its structlog lines (as JSON, contextvars merged, tracebacks formatted) to Redis lists of
-this session's prefix, where :func:`read_spans` and :func:`read_log_lines` find them.
+this session's prefix, where :func:`read_spans` and :func:`read_log_lines` find them; after each
+task, the queue wait histogram's points recorded since the task before go to another, where
+:func:`read_queue_waits` finds them.
 """
 
 from __future__ import annotations
@@ -14,13 +16,19 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import redis
 import structlog
-from celery.signals import worker_init
+from celery.signals import task_postrun, worker_init
 from django.conf import settings
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
+from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
-from celery_events.exporters.semconv import MESSAGING_MESSAGE_CONVERSATION_ID
+from celery_events.exporters.semconv import (
+    MESSAGING_MESSAGE_CONVERSATION_ID,
+    QUEUE_WAIT_METRIC,
+    TASK_NAME,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,6 +47,12 @@ WORKER_ARGS = ("-I", __name__, "-n", f"exporters-{settings.KEY_PREFIX.rstrip(':'
 
 SPANS_KEY = f"{settings.KEY_PREFIX}exporter-spans"
 LOG_KEY = f"{settings.KEY_PREFIX}exporter-log"
+METRICS_KEY = f"{settings.KEY_PREFIX}exporter-queue-waits"
+
+# Delta temporality: each task's push holds only what was recorded since the push before.
+_METRIC_READER = InMemoryMetricReader(
+    preferred_temporality={Histogram: AggregationTemporality.DELTA}
+)
 
 
 def _redis() -> redis.Redis:
@@ -71,6 +85,8 @@ def send_spans_and_log_lines_to_redis(**_: Any) -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(RedisSpanExporter()))
     trace.set_tracer_provider(provider)
+    metrics.set_meter_provider(MeterProvider(metric_readers=[_METRIC_READER]))
+    task_postrun.connect(_push_queue_waits, weak=False)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -78,6 +94,26 @@ def send_spans_and_log_lines_to_redis(**_: Any) -> None:
             _push_log_line,
         ]
     )
+
+
+def _push_queue_waits(**_: Any) -> None:
+    data = _METRIC_READER.get_metrics_data()
+    points = [
+        {"attributes": dict(point.attributes or {}), "count": point.count, "sum": point.sum}
+        for resource in (data.resource_metrics if data else ())
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == QUEUE_WAIT_METRIC
+        for point in metric.data.data_points
+    ]
+    if points:
+        _redis().rpush(METRICS_KEY, *(json.dumps(point) for point in points))
+
+
+def read_queue_waits(client: redis.Redis, task_name: str) -> list[dict[str, Any]]:
+    """Return the worker's queue wait points of one task: ``attributes``, ``count``, ``sum``."""
+    points = (json.loads(raw) for raw in client.lrange(METRICS_KEY, 0, -1))
+    return [point for point in points if point["attributes"].get(TASK_NAME) == task_name]
 
 
 def read_spans(client: redis.Redis, invocation_id: str) -> list[dict[str, Any]]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-__all__ = ["DURATION_MS", "ISO_DATETIME", "Traceback"]
+__all__ = ["DURATION_MS", "ISO_DATETIME", "QUEUE_WAIT_MS", "QUEUE_WAIT_SECONDS", "Traceback"]
 
 
-class _DurationMs:
-    """Equal to a duration in milliseconds: a float, not negative."""
+class _Elapsed:
+    """Equal to a time that elapsed, in the unit named: a float, not negative."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, float) and other >= 0
@@ -17,7 +20,7 @@ class _DurationMs:
         return 0
 
     def __repr__(self) -> str:
-        return "<duration_ms>"
+        return f"<{self.name}>"
 
 
 class _IsoDatetime:
@@ -53,5 +56,7 @@ class Traceback:
         return f"<traceback ending {self.last_line!r}>"
 
 
-DURATION_MS = _DurationMs()
+DURATION_MS = _Elapsed("duration_ms")
+QUEUE_WAIT_MS = _Elapsed("queue_wait_ms")
+QUEUE_WAIT_SECONDS = _Elapsed("queue wait in seconds")
 ISO_DATETIME = _IsoDatetime()

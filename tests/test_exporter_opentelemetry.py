@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
+from celery import Task
 from celery.exceptions import TimeoutError
 from celery.signals import before_task_publish
 from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 from django.test import override_settings
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -29,7 +31,7 @@ from celery_events.testing import capture_events
 from tests import exporter_worker, tasks
 from tests.conftest import AMQP_URL, running_worker, wait_for
 from tests.lock_helpers import redis_cache, throwaway_redis, use_cache
-from tests.matchers import ISO_DATETIME, Traceback
+from tests.matchers import ISO_DATETIME, QUEUE_WAIT_SECONDS, Traceback
 from tests.telemetry import fixture_read_metrics, fixture_spans  # noqa: F401 - fixtures
 
 # A queue of this session's own: test sessions running at once share the RabbitMQ.
@@ -72,8 +74,9 @@ def _consumer(task, result, *, retries, state, queue=None, events=(), error=None
         "celery_events.task.name": task.name,
         "celery_events.task.retries": retries,
     }
-    if queue is not None:
+    if queue is not None:  # a worker's attempt, which waited in that queue
         attributes["messaging.destination.name"] = queue
+        attributes["celery_events.task.queue_wait"] = QUEUE_WAIT_SECONDS
     status = {"status_code": "UNSET"}
     if error is not None:
         error_type, message = error
@@ -568,6 +571,55 @@ class TestWorker:
             tasks.add, result, retries=0, state="SUCCESS", queue="exporters"
         )
         _assert_child(consumer, producer)
+
+    def test_queue_wait_of_a_call_with_an_eta_counts_from_the_eta(
+        self, exporter, exporters_worker, redis_client
+    ):
+        # Due half an hour ago: the worker runs it at once, and it has waited since its eta.
+        due = timezone.now() - timedelta(minutes=30)
+        result = tasks.add.apply_async(args=(20, 30), queue=exporter_worker.QUEUE, eta=due)
+
+        assert result.get(timeout=30) == 50
+        (consumer,) = _worker_spans(redis_client, result, 1)
+        wait = consumer["attributes"]["celery_events.task.queue_wait"]
+        assert 1800 <= wait < 3600
+        point = wait_for(
+            lambda: next(
+                (
+                    point
+                    for point in exporter_worker.read_queue_waits(redis_client, tasks.add.name)
+                    if point["sum"] == wait
+                ),
+                None,
+            ),
+            "the worker's queue wait point of the call",
+        )
+        assert point == {
+            "attributes": {
+                "celery_events.task.name": tasks.add.name,
+                "messaging.destination.name": exporter_worker.QUEUE,
+            },
+            "count": 1,
+            "sum": wait,
+        }
+
+    def test_queue_wait_of_a_message_without_eta_counts_from_its_trigger_time(
+        self, exporters_worker, redis_client
+    ):
+        # Published as django-celery-extensions did: its trigger time in ISO 8601, an hour ago.
+        sent = timezone.now() - timedelta(hours=1)
+        result = Task.apply_async(
+            tasks.add,
+            args=(4, 5),
+            queue=exporter_worker.QUEUE,
+            headers={"trigger_time": sent.isoformat()},
+        )
+
+        assert result.get(timeout=30) == 9
+        (consumer,) = wait_for(
+            lambda: exporter_worker.read_spans(redis_client, result.id), "the worker's span"
+        )
+        assert 3600 <= consumer["attributes"]["celery_events.task.queue_wait"] < 7200
 
     @pytest.mark.django_db(transaction=True)
     def test_on_commit_call_is_one_trace_across_the_processes(

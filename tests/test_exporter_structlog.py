@@ -15,7 +15,7 @@ from kombu.exceptions import OperationalError
 from celery_events.testing import capture_events
 from tests import exporter_worker, tasks
 from tests.conftest import wait_for
-from tests.matchers import DURATION_MS, ISO_DATETIME, Traceback
+from tests.matchers import DURATION_MS, ISO_DATETIME, QUEUE_WAIT_MS, Traceback
 
 
 def _call(event, level, result, task, *, task_id, queue, **extra):
@@ -31,6 +31,8 @@ def _call(event, level, result, task, *, task_id, queue, **extra):
 
 
 def _attempt(event, level, result, task, *, retries, queue=None, **extra):
+    if event == "task_started":  # a worker's attempt waited in its queue; an eager one did not
+        extra["queue_wait_ms"] = None if queue is None else QUEUE_WAIT_MS
     return _call(
         event, level, result, task, task_id=result.task_id, queue=queue, retries=retries, **extra
     )
@@ -395,3 +397,24 @@ def test_worker_logs_a_failure_with_its_traceback(exporters_worker, redis_client
         queue=exporter_worker.QUEUE,
         duration_ms=DURATION_MS,
     )
+
+
+@pytest.mark.worker
+def test_worker_logs_how_long_a_call_with_an_eta_waited_since_it(exporters_worker, redis_client):
+    # Due half an hour ago: the worker runs it at once, and it has waited since its eta.
+    due = timezone.now() - timedelta(minutes=30)
+    result = tasks.add.apply_async(args=(6, 7), queue=exporter_worker.QUEUE, eta=due)
+
+    assert result.get(timeout=30) == 13
+    started = wait_for(
+        lambda: next(
+            (
+                line
+                for line in exporter_worker.read_log_lines(redis_client, result.task_id)
+                if line["event"] == "task_started"
+            ),
+            None,
+        ),
+        "the worker's task_started line",
+    )
+    assert 1_800_000 <= started["queue_wait_ms"] < 3_600_000

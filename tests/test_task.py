@@ -109,11 +109,18 @@ class TestCallersInvocationId:
             )
 
     def test_callers_headers_of_the_librarys_names_are_replaced(self):
-        forged = {"unique_key": "forged", "stand_in": {"ignored": True}, "ignore_key": "forged"}
+        forged = {
+            "unique_key": "forged",
+            "stand_in": {"ignored": True},
+            "ignore_key": "forged",
+            "trigger_time": "forged",
+        }
         with capture_events() as events:
             tasks.caller_plain.apply_async(args=(1,), headers=forged)
 
-        assert events[1].kwargs["options"]["headers"] == {}
+        headers = events[1].kwargs["options"]["headers"]
+        assert set(headers) == {"trigger_time"}
+        assert headers["trigger_time"] == events[1].kwargs["options"]["trigger_time"].timestamp()
 
 
 def test_call_whose_invocation_id_is_its_task_id_publishes_no_invocation_header(celery_app):

@@ -27,6 +27,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 from celery_events import signals
 from celery_events.__about__ import __version__
 from celery_events.headers import INVOCATION_ID_HEADER, read_header
+from celery_events.worker import queue_wait
 
 from . import semconv
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
@@ -109,6 +110,15 @@ class OpenTelemetryExporter(SignalExporter):
             unit="s",
             description="Run time of task attempts, by task name and final state.",
             explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
+        )
+        self._queue_waits = meter.create_histogram(
+            semconv.QUEUE_WAIT_METRIC,
+            unit="s",
+            description=(
+                "Time task messages waited before their attempt started (since the call "
+                "triggered, or since their eta), by task name and queue."
+            ),
+            explicit_bucket_boundaries_advisory=semconv.QUEUE_WAIT_BUCKETS,
         )
         self.receivers = {
             signals.invocation_apply: self._applied,
@@ -279,9 +289,15 @@ class OpenTelemetryExporter(SignalExporter):
             semconv.TASK_NAME: task.name,
             semconv.TASK_RETRIES: request.retries,
         }
+        wait_attributes: dict[str, AnyValue] = {semconv.TASK_NAME: task.name}
         queue = (request.delivery_info or {}).get("routing_key")
         if queue:  # None when eager: no queue is involved
             attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
+            wait_attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
+        wait = queue_wait(request, time.time())
+        if wait is not None:
+            attributes[semconv.TASK_QUEUE_WAIT] = wait
+            self._queue_waits.record(wait, wait_attributes)
         span = self._tracer.start_span(
             f"{semconv.RUN} {task.name}",
             context=parent,
@@ -290,7 +306,7 @@ class OpenTelemetryExporter(SignalExporter):
             links=links,
         )
         token = context.attach(trace.set_span_in_context(span, carried))
-        self._attempts.add((task_id, request.retries), (span, token, time.perf_counter()))
+        self._attempts.add(task_id, (span, token, time.perf_counter()))
 
     def _retrying(
         self,
@@ -327,7 +343,7 @@ class OpenTelemetryExporter(SignalExporter):
         retry: Attributes = None,
         exc: BaseException | None = None,
     ) -> None:
-        attempt: _Attempt | None = self._attempts.pop((task_id, task.request.retries))
+        attempt: _Attempt | None = self._attempts.pop(task_id)
         if attempt is None:
             return
         span, token, start = attempt

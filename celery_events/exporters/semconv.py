@@ -31,6 +31,8 @@ __all__ = [
     "MESSAGING_OPERATION_TYPE",
     "MESSAGING_SYSTEM",
     "PROCESS",
+    "QUEUE_WAIT_BUCKETS",
+    "QUEUE_WAIT_METRIC",
     "RETRY_ETA",
     "RETRY_EVENT",
     "RUN",
@@ -39,6 +41,7 @@ __all__ = [
     "SEND",
     "TASK_DURATION_METRIC",
     "TASK_NAME",
+    "TASK_QUEUE_WAIT",
     "TASK_RETRIES",
     "TASK_STATE",
     "TRIGGERED",
@@ -74,6 +77,9 @@ INVOCATION_OUTCOME: Final = "celery_events.invocation.outcome"
 """What became of a call: :data:`TRIGGERED`, :data:`UNIQUE`, :data:`IGNORED` or :data:`FAILED`."""
 INVOCATION_ON_COMMIT: Final = "celery_events.invocation.on_commit"
 """True for a call that waited for its transaction to commit (``apply_async_on_commit``)."""
+TASK_QUEUE_WAIT: Final = "celery_events.task.queue_wait"
+"""Seconds the attempt's message waited before the attempt started: since the call triggered, or
+since its ``eta`` (a countdown, a retry). Absent for an eager attempt."""
 RETRY_ETA: Final = "celery_events.retry.eta"
 """When the next attempt is due (ISO 8601), on the :data:`RETRY_EVENT` span event."""
 
@@ -100,6 +106,11 @@ INVOCATIONS_METRIC: Final = "celery_events.invocations"
 """Counter of task calls, by :data:`TASK_NAME` and :data:`INVOCATION_OUTCOME`."""
 TASK_DURATION_METRIC: Final = "celery_events.task.duration"
 """Histogram of attempt run times in seconds, by :data:`TASK_NAME` and :data:`TASK_STATE`."""
+QUEUE_WAIT_METRIC: Final = "celery_events.task.queue_wait"
+"""Histogram of :data:`TASK_QUEUE_WAIT`, by :data:`TASK_NAME` and ``messaging.destination.name``.
+
+The messaging semantic conventions have no metric for the time a message waits before it is
+processed, so it is named as celery-events' own."""
 DURATION_BUCKETS: Final = (
     0.005,
     0.01,
@@ -116,3 +127,5 @@ DURATION_BUCKETS: Final = (
     60.0,
 )
 """The histogram's bucket boundaries (seconds), given as advice to the SDK."""
+QUEUE_WAIT_BUCKETS: Final = (*DURATION_BUCKETS, 300.0, 900.0, 3600.0)
+"""The queue wait histogram's bucket boundaries (seconds): a message may wait an hour."""

@@ -20,6 +20,7 @@ from celery import signals as celery_signals
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from celery_events import signals
+from celery_events.worker import queue_wait
 
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
 
@@ -62,8 +63,9 @@ DEFAULT_LEVELS: Final[Mapping[str, str]] = MappingProxyType(
 """The level of each log event unless the ``levels`` option says otherwise."""
 
 
-_Attempt: TypeAlias = "tuple[float, Mapping[str, Token[Any]]]"
-"""A running attempt: its start (``time.perf_counter()``) and the context tokens it bound."""
+_Attempt: TypeAlias = "tuple[float, Mapping[str, Token[Any]], str | None, int]"
+"""A running attempt: its start (``time.perf_counter()``), the context tokens it bound, its queue
+and its retries (read from the request once, at the start)."""
 
 
 class StructlogExporter(SignalExporter):
@@ -209,13 +211,16 @@ class StructlogExporter(SignalExporter):
         tokens = bind_contextvars(invocation_id=invocation_id, task_id=task_id)
         request = task.request
         retries = request.retries
-        self._attempts.add((task_id, retries), (time.perf_counter(), tokens))
+        queue = _queue(request)
+        wait = queue_wait(request, time.time())
+        self._attempts.add(task_id, (time.perf_counter(), tokens, queue, retries))
         fields = {
             "invocation_id": invocation_id,
             "task_id": task_id,
             "task_name": task.name,
-            "queue": _queue(request),
+            "queue": queue,
             "retries": retries,
+            "queue_wait_ms": None if wait is None else round(wait * 1000, 3),
         }
         if self._log_args:
             fields["args"] = args
@@ -265,18 +270,20 @@ class StructlogExporter(SignalExporter):
         extra: dict[str, Any] | None,
     ) -> None:
         """Log the end of an attempt with its duration, then reset the context it bound."""
-        request = task.request
-        retries = request.retries
-        attempt: _Attempt | None = self._attempts.pop((task_id, retries))
+        attempt: _Attempt | None = self._attempts.pop(task_id)
+        if attempt is None:  # its start was forgotten (max_in_flight): ask the request
+            request = task.request
+            queue, retries, duration_ms = _queue(request), request.retries, None
+        else:
+            queue, retries = attempt[2], attempt[3]
+            duration_ms = round((time.perf_counter() - attempt[0]) * 1000, 3)
         fields = {
             "invocation_id": invocation_id,
             "task_id": task_id,
             "task_name": task.name,
-            "queue": _queue(request),
+            "queue": queue,
             "retries": retries,
-            "duration_ms": None
-            if attempt is None
-            else round((time.perf_counter() - attempt[0]) * 1000, 3),
+            "duration_ms": duration_ms,
         }
         if extra is not None:
             fields.update(extra)
@@ -288,7 +295,7 @@ class StructlogExporter(SignalExporter):
         """Reset the context of an attempt that sent no end event: it raised Ignore or Reject."""
         if not self._attempts:  # the usual case: the attempt's end event already did
             return
-        attempt: _Attempt | None = self._attempts.pop((task_id, task.request.retries))
+        attempt: _Attempt | None = self._attempts.pop(task_id)
         if attempt is not None:
             reset_contextvars(**attempt[1])
 
