@@ -58,8 +58,8 @@ def get_lock_store() -> LockStore:
     Cheap after the first call in a thread: the store is kept beside its cache object.
 
     Raises:
-        InvalidCacheBackendError: ``CACHE_NAME`` names no cache of ``CACHES`` (the system check
-            ``celery_events.E003`` reports it at start-up).
+        django.core.cache.InvalidCacheBackendError: ``CACHE_NAME`` names no cache of
+            ``CACHES`` (the system check ``celery_events.E003`` reports it at start-up).
     """
     cache_name = settings.CACHE_NAME
     try:
