@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from importlib.metadata import version
 from typing import Any
 
+from benchmarks.floors import make_floors
 from tests.services import start_redis_server
 
 Measure = Callable[[Any, int], float]
@@ -62,44 +63,99 @@ def run(options: argparse.Namespace, redis_url: str) -> dict[str, Any]:
     redis_app, redis_tasks = apps.make_app("redis", redis_url)
     client = redis.Redis.from_url(redis_url)
     rounds, calls = options.rounds, options.calls
+    paths = {
+        "apply_async, in-memory broker": compare(
+            contenders.APPLY_CONTENDERS,
+            {**memory_tasks, **make_floors(memory_tasks["plain"])},
+            apply_async_and_purge(memory_app),
+            rounds,
+            calls,
+        ),
+        "apply_async, Redis broker": compare(
+            contenders.APPLY_CONTENDERS,
+            {**redis_tasks, **make_floors(redis_tasks["plain"])},
+            apply_async_and_purge(redis_app),
+            rounds,
+            max(calls // 5, 50),
+        ),
+        "unique apply_async (Redis lock store), in-memory broker": compare(
+            contenders.UNIQUE_CONTENDERS,
+            memory_tasks,
+            apply_async_and_purge(memory_app, client),
+            rounds,
+            calls,
+        ),
+        "attempt start on a worker (the gate), Redis lock store": compare(
+            contenders.GATE_CONTENDERS,
+            memory_tasks,
+            attempt_start(client),
+            rounds,
+            calls,
+        ),
+        "worker, tasks per second (Redis broker)": compare_workers(
+            contenders.WORKER_CONTENDERS, redis_app, redis_tasks, options.worker_tasks
+        ),
+    }
     return {
         "machine": machine(),
         "settings": {"rounds": rounds, "calls": calls, "worker_tasks": options.worker_tasks},
-        "paths": {
-            "apply_async, in-memory broker": compare(
-                contenders.APPLY_CONTENDERS,
-                memory_tasks,
-                apply_async_and_purge(memory_app),
-                rounds,
-                calls,
-            ),
-            "apply_async, Redis broker": compare(
-                contenders.APPLY_CONTENDERS,
-                redis_tasks,
-                apply_async_and_purge(redis_app),
-                rounds,
-                max(calls // 5, 50),
-            ),
-            "unique apply_async (Redis lock store), in-memory broker": compare(
-                contenders.UNIQUE_CONTENDERS,
-                memory_tasks,
-                apply_async_and_purge(memory_app, client),
-                rounds,
-                calls,
-            ),
-            "attempt start on a worker (the gate), Redis lock store": compare(
-                contenders.GATE_CONTENDERS,
-                memory_tasks,
-                attempt_start(client),
-                rounds,
-                calls,
-            ),
-            "worker, tasks per second (Redis broker)": compare_workers(
-                contenders.WORKER_CONTENDERS, redis_app, redis_tasks, options.worker_tasks
-            ),
-        },
+        "paths": paths,
+        "exporter_costs": exporter_costs(paths),
         "redis_commands": redis_commands(memory_tasks["unique"], redis_url),
     }
+
+
+def exporter_costs(paths: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the exporters' costs as the ratios they are held to, each with its target.
+
+    Per ``apply_async``, an exporter's added cost (its median less the DjangoTask's without
+    receivers) against its floor, at most x1.5; both exporters' added cost against the peers'
+    (plain Celery instrumented, less plain Celery), at most x0.6. A worker with both exporters
+    keeps at least 0.92 of its throughput without them.
+    """
+    from benchmarks import contenders  # noqa: PLC0415
+
+    costs = []
+    for path in ("apply_async, in-memory broker", "apply_async, Redis broker"):
+        median = {row["contender"]: row["median"] for row in paths[path]["rows"]}
+        added = {name: value - median[contenders.DJANGO.name] for name, value in median.items()}
+        plain = median[contenders.PLAIN.name]
+        for exporter, floor in contenders.EXPORTER_FLOORS:
+            costs.append(
+                _cost(
+                    f"{path}: {exporter.name}, added cost / its floor",
+                    added[exporter.name] / (median[floor.name] - plain),
+                    at_most=1.5,
+                )
+            )
+        peers_added = median[contenders.PLAIN_INSTRUMENTED.name] - plain
+        costs.append(
+            _cost(
+                f"{path}: both exporters, added cost / the peers' added cost",
+                added[contenders.DJANGO_BOTH.name] / peers_added,
+                at_most=0.6,
+            )
+        )
+    throughput = {
+        row["contender"]: row["median"]
+        for row in paths["worker, tasks per second (Redis broker)"]["rows"]
+    }
+    costs.append(
+        _cost(
+            "worker: throughput with both exporters / without",
+            throughput[contenders.DJANGO_BOTH.name] / throughput[contenders.DJANGO.name],
+            at_least=0.92,
+        )
+    )
+    return costs
+
+
+def _cost(
+    what: str, ratio: float, *, at_most: float | None = None, at_least: float | None = None
+) -> dict[str, Any]:
+    met = (at_most is None or ratio <= at_most) and (at_least is None or ratio >= at_least)
+    target = f"<= x{at_most}" if at_most is not None else f">= x{at_least}"
+    return {"what": what, "ratio": ratio, "target": target, "met": met}
 
 
 def machine() -> dict[str, Any]:
@@ -308,6 +364,10 @@ def print_report(results: dict[str, Any]) -> None:
                 f"  {row['contender']:45s} {row['median']:10.1f}  x{row['ratio']:.3f}"
                 f"   (range {low:.1f} to {high:.1f})"
             )
+    print("\nExporter costs (ratios of medians of this run)")
+    for cost in results["exporter_costs"]:
+        verdict = "met" if cost["met"] else "MISSED"
+        print(f"  {cost['what']:75s} x{cost['ratio']:.3f}  {cost['target']:8s} {verdict}")
     print("\nRedis round trips of a unique task (private redis-server, MONITOR)")
     for what, count in results["redis_commands"].items():
         print(f"  {what:45s} {count}")

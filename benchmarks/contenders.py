@@ -113,6 +113,8 @@ PLAIN_INSTRUMENTED = Contender(
     "celery Task + otel-celery + django-structlog", "plain", celery_instrumentation
 )
 UNIQUE = Contender("DjangoTask unique (Redis store)", "unique", nothing)
+FLOOR_STRUCTLOG = Contender("celery Task + floor: structlog's lines", "floor_structlog", nothing)
+FLOOR_OTEL = Contender("celery Task + floor: the SDK's span", "floor_opentelemetry", nothing)
 
 APPLY_CONTENDERS = (
     PLAIN,
@@ -121,7 +123,11 @@ APPLY_CONTENDERS = (
     DJANGO_OTEL,
     DJANGO_BOTH,
     PLAIN_INSTRUMENTED,
+    FLOOR_STRUCTLOG,
+    FLOOR_OTEL,
 )
+EXPORTER_FLOORS = ((DJANGO_STRUCTLOG, FLOOR_STRUCTLOG), (DJANGO_OTEL, FLOOR_OTEL))
+"""Each exporter's contender and the floor its added cost is measured against."""
 UNIQUE_CONTENDERS = (PLAIN, DJANGO, UNIQUE)
 GATE_CONTENDERS = (DJANGO, UNIQUE)
 WORKER_CONTENDERS = (PLAIN, DJANGO, UNIQUE, DJANGO_BOTH, PLAIN_INSTRUMENTED)
