@@ -170,6 +170,9 @@ def check_lock_cache_shared(
     )
     if reason is None:
         return []
+    # The tasks a worker would find: the project's task modules are imported by Celery's
+    # autodiscovery only when a worker starts, and not at all by manage.py check.
+    current_app.autodiscover_tasks(force=True)
     locking = sorted(
         name
         for name, task in current_app.tasks.items()

@@ -57,12 +57,17 @@ def _delete_example_keys(redis_client) -> Iterator[None]:
         redis_client.delete(*keys)
 
 
-def run_example(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_example(
+    directory: Path, *args: str, redis: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``python ARGS`` in the example project at ``directory``, as a newcomer would.
 
-    On the tests' Redis, under :func:`example_prefix`; stdin from /dev/null, as in a script.
+    On the tests' Redis, under :func:`example_prefix` (or, with ``redis=False``, on the
+    example's local-memory cache); stdin from /dev/null, as in a script.
     """
     env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "DEMO_REDIS_KEY_PREFIX": example_prefix()}
+    if not redis:
+        del env["REDIS_URL"]
     env.pop("DJANGO_SETTINGS_MODULE", None)  # the test suite's; the example sets its own
     return subprocess.run(  # noqa: S603 - our own interpreter, README and demo
         [sys.executable, *args],
@@ -119,6 +124,14 @@ def test_readme_commands_work_on_the_example_project(redis_client):
     assert released.returncode == 0, released.stderr
     assert re.search(r"^released ignore window ", released.stdout, re.MULTILINE)
     assert "ignore window  closed" in manage(explain).stdout
+
+
+def test_check_warns_that_the_examples_local_memory_cache_locks_nothing_between_processes():
+    checked = run_example(ROOT / "example", "manage.py", "check", redis=False)
+
+    assert checked.returncode == 0, checked.stderr
+    assert "(celery_events.W002) cache 'default'" in checked.stderr
+    assert "orders.tasks." in checked.stderr  # its tasks are found, though no worker imported them
 
 
 def test_demo_on_redis_deletes_its_keys_and_says_so(redis_client, tmp_path):
