@@ -38,6 +38,9 @@ CACHES = {
     "locmem": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Django 6.1 sends mail through a MAILERS alias and warns (an error here) when there is none;
+# older versions ignore this setting. The test environment makes each alias a locmem backend.
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 
 # RabbitMQ for the worker of the exporters' amqp test (tests/test_exporter_opentelemetry.py).
 CELERY_BROKER_URL = os.environ.get("CELERY_EVENTS_TEST_BROKER_URL", REDIS_URL)
