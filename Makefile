@@ -5,13 +5,13 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck pytest docs bench clean
+.PHONY: demo test lint typecheck pytest docs package bench clean
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,lint,docs,bench]'
+	$(PY) -m pip install --quiet -e '.[test,lint,docs,bench,dev]'
 	touch $@
 
 demo: $(STAMP)
@@ -32,8 +32,12 @@ docs: $(STAMP)
 pytest: $(STAMP)
 	$(PY) -m pytest
 
+# Build the sdist and wheel, check their contents and metadata, install the wheel in a new venv.
+package: $(STAMP)
+	$(PY) .ci/check_package.py
+
 clean:
-	rm -rf $(VENV) docs/_build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tox docs/_build .pytest_cache .mypy_cache .ruff_cache
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
