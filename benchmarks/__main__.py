@@ -129,23 +129,25 @@ def exporter_costs(paths: dict[str, Any]) -> list[dict[str, Any]]:
                 )
             )
         peers_added = median[contenders.PLAIN_INSTRUMENTED.name] - plain
-        costs.append(
+        costs.extend(
             _cost(
-                f"{path}: both exporters, added cost / the peers' added cost",
-                added[contenders.DJANGO_BOTH.name] / peers_added,
+                f"{path}: {both.name}, added cost / the peers' added cost",
+                added[both.name] / peers_added,
                 at_most=0.6,
             )
+            for both in (contenders.DJANGO_BOTH, contenders.DJANGO_BOTH_LEAN)
         )
     throughput = {
         row["contender"]: row["median"]
         for row in paths["worker, tasks per second (Redis broker)"]["rows"]
     }
-    costs.append(
+    costs.extend(
         _cost(
-            "worker: throughput with both exporters / without",
-            throughput[contenders.DJANGO_BOTH.name] / throughput[contenders.DJANGO.name],
+            f"worker: {both.name}, throughput / without",
+            throughput[both.name] / throughput[contenders.DJANGO.name],
             at_least=0.92,
         )
+        for both in (contenders.DJANGO_BOTH, contenders.DJANGO_BOTH_LEAN)
     )
     return costs
 
