@@ -149,6 +149,13 @@ def exporter_costs(paths: dict[str, Any]) -> list[dict[str, Any]]:
         )
         for both in (contenders.DJANGO_BOTH, contenders.DJANGO_BOTH_LEAN)
     )
+    costs.append(
+        _cost(
+            "worker: the floor of both exporters' output, throughput / plain Celery's",
+            throughput[contenders.WORKER_FLOOR.name] / throughput[contenders.PLAIN.name],
+            at_least=0.92,
+        )
+    )
     return costs
 
 

@@ -19,6 +19,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 
+from benchmarks.floors import worker_floor
 from celery_events.exporters import connect_exporters, disconnect_exporters
 
 SwitchOff = Callable[[], None]
@@ -126,6 +127,7 @@ PLAIN_INSTRUMENTED = Contender(
 UNIQUE = Contender("DjangoTask unique (Redis store)", "unique", nothing)
 FLOOR_STRUCTLOG = Contender("celery Task + floor: structlog's lines", "floor_structlog", nothing)
 FLOOR_OTEL = Contender("celery Task + floor: the SDK's span", "floor_opentelemetry", nothing)
+WORKER_FLOOR = Contender("celery Task + floor: an attempt's span and lines", "plain", worker_floor)
 
 APPLY_CONTENDERS = (
     PLAIN,
@@ -142,4 +144,12 @@ EXPORTER_FLOORS = ((DJANGO_STRUCTLOG, FLOOR_STRUCTLOG), (DJANGO_OTEL, FLOOR_OTEL
 """Each exporter's contender and the floor its added cost is measured against."""
 UNIQUE_CONTENDERS = (PLAIN, DJANGO, UNIQUE)
 GATE_CONTENDERS = (DJANGO, UNIQUE)
-WORKER_CONTENDERS = (PLAIN, DJANGO, UNIQUE, DJANGO_BOTH, DJANGO_BOTH_LEAN, PLAIN_INSTRUMENTED)
+WORKER_CONTENDERS = (
+    PLAIN,
+    DJANGO,
+    UNIQUE,
+    DJANGO_BOTH,
+    DJANGO_BOTH_LEAN,
+    PLAIN_INSTRUMENTED,
+    WORKER_FLOOR,
+)

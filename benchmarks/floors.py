@@ -13,13 +13,19 @@ same work takes a half to two thirds as long, its code and data hot in the cache
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 import structlog
-from opentelemetry import propagate, trace
+from celery import signals as celery_signals
+from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.trace import SpanKind
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
-__all__ = ["OpenTelemetryFloor", "StructlogFloor", "make_floors"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["OpenTelemetryFloor", "StructlogFloor", "make_floors", "worker_floor"]
 
 TASK_NAME = "bench.django"
 
@@ -99,3 +105,93 @@ def make_floors(plain_task: Any) -> dict[str, Any]:
         "floor_structlog": StructlogFloor(plain_task),
         "floor_opentelemetry": OpenTelemetryFloor(plain_task),
     }
+
+
+_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def worker_floor() -> Callable[[], None]:
+    """Do, for each attempt of a plain task, what both exporters must do where a task runs.
+
+    The SDK extracts the W3C context from the message (a ``traceparent`` put in every message at
+    publish), starts the CONSUMER span with its attributes, attaches its context, records the
+    queue wait and, when the attempt ends, sets its state, ends and detaches it and records its
+    run time; structlog binds the ids, renders the started and succeeded lines, and resets
+    them. Connected to Celery's publish, prerun and postrun signals; returns what disconnects.
+    """
+    tracer = trace.get_tracer("benchmarks.floor")
+    meter = metrics.get_meter("benchmarks.floor")
+    durations = meter.create_histogram("benchmarks.floor.duration", unit="s")
+    waits = meter.create_histogram("benchmarks.floor.queue_wait", unit="s")
+    logger = structlog.get_logger("celery_events")
+    attempts: dict[str, tuple[Any, Any, Any, float]] = {}
+
+    def publish(headers: dict[str, Any], **_: Any) -> None:
+        headers["traceparent"] = _TRACEPARENT
+
+    def prerun(task_id: str, task: Any, **_: Any) -> None:
+        request = task.request
+        carried = propagate.extract({"traceparent": getattr(request, "traceparent", None) or ""})
+        attributes = {
+            "messaging.system": "celery",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "run",
+            "messaging.message.id": task_id,
+            "messaging.message.conversation_id": task_id,
+            "celery_events.task.name": task.name,
+            "celery_events.task.retries": request.retries,
+            "messaging.destination.name": "celery",
+            "celery_events.task.queue_wait": 0.001,
+        }
+        span = tracer.start_span(
+            f"run {task.name}", context=carried, kind=SpanKind.CONSUMER, attributes=attributes
+        )
+        token = context.attach(trace.set_span_in_context(span, carried))
+        waits.record(
+            0.001, {"celery_events.task.name": task.name, "messaging.destination.name": "celery"}
+        )
+        tokens = bind_contextvars(invocation_id=task_id, task_id=task_id)
+        logger.info(
+            "task_started",
+            invocation_id=task_id,
+            task_id=task_id,
+            task_name=task.name,
+            queue="celery",
+            retries=request.retries,
+            queue_wait_ms=1.0,
+        )
+        attempts[task_id] = (span, token, tokens, time.perf_counter())
+
+    def postrun(task_id: str, task: Any, state: str, **_: Any) -> None:
+        span, token, tokens, start = attempts.pop(task_id)
+        span.set_attribute("celery_events.task.state", state)
+        span.end()
+        context.detach(token)
+        durations.record(
+            time.perf_counter() - start,
+            {"celery_events.task.name": task.name, "celery_events.task.state": state},
+        )
+        logger.info(
+            "task_succeeded",
+            invocation_id=task_id,
+            task_id=task_id,
+            task_name=task.name,
+            queue="celery",
+            retries=0,
+            duration_ms=round((time.perf_counter() - start) * 1000, 3),
+        )
+        reset_contextvars(**tokens)
+
+    connections = (
+        (celery_signals.before_task_publish, publish),
+        (celery_signals.task_prerun, prerun),
+        (celery_signals.task_postrun, postrun),
+    )
+    for signal, receiver in connections:
+        signal.connect(receiver, weak=False)
+
+    def switch_off() -> None:
+        for signal, receiver in connections:
+            signal.disconnect(receiver)
+
+    return switch_off
