@@ -163,7 +163,10 @@ def worker_floor() -> Callable[[], None]:
         attempts[task_id] = (span, token, tokens, time.perf_counter())
 
     def postrun(task_id: str, task: Any, state: str, **_: Any) -> None:
-        span, token, tokens, start = attempts.pop(task_id)
+        attempt = attempts.pop(task_id, None)
+        if attempt is None:  # started before the floor was switched on
+            return
+        span, token, tokens, start = attempt
         span.set_attribute("celery_events.task.state", state)
         span.end()
         context.detach(token)
