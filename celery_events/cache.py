@@ -192,11 +192,10 @@ class RedisSentinelCacheClient(RedisCacheClient):
         _refuse("RedisSentinelCache", options, "pool_class", "parser_class")
         super().__init__(servers, serializer=serializer)
         sentinels = [_host_and_port(url, 26379) for url in servers]
-        self.sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]
             sentinels, sentinel_kwargs=sentinel_kwargs, **options
         )
-        """The sentinels, for the caller who wants to ask them more (``discover_master``)."""
-        self._primary: Redis = self.sentinel.master_for(service_name)  # type: ignore[no-untyped-call]
+        self._primary: Redis = sentinel.master_for(service_name)  # type: ignore[no-untyped-call]
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         """Return the client of the primary, for reads as for writes."""
