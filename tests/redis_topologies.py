@@ -139,10 +139,14 @@ def start_server(directory: Path, *arguments: str, cluster: bool = False) -> Ser
         server = Server(port, process)
         # Another process can take the port between the check and the bind: the server then
         # exits at once, and another port is tried.
-        wait_for(
-            lambda: process.poll() is not None or _pings(server),  # noqa: B023 - called at once
-            f"redis-server on port {port} to start",
-        )
+        try:
+            wait_for(
+                lambda: process.poll() is not None or _pings(server),  # noqa: B023 - called at once
+                f"redis-server on port {port} to start",
+            )
+        except BaseException:
+            server.kill()  # not on any stack yet: nothing else would
+            raise
         if process.poll() is None:
             return server
     msg = f"no redis-server started in 5 attempts (arguments {arguments!r})"
@@ -166,6 +170,8 @@ def _started(stack: ExitStack, server: Server) -> Server:
 @contextmanager
 def cluster_topology() -> Iterator[list[Server]]:
     """Run a cluster of three primaries (no replicas) over every hash slot; yield them."""
+    if shutil.which("redis-cli") is None:
+        pytest.skip("redis-cli is not on the PATH: the Redis Cluster cannot be created")
     with _servers() as (directory, stack):
         nodes = [_started(stack, start_server(directory, cluster=True)) for _ in range(3)]
         subprocess.run(  # noqa: S603 - our own binary and arguments

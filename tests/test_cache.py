@@ -44,6 +44,19 @@ def test_cluster_cache_set_many_with_a_timeout_of_zero_stores_nothing(cluster):
     assert cluster.get_many(["kept-out", "never-in"]) == {}
 
 
+def test_sentinel_cache_reads_from_the_primary_whatever_location_lists(redis_sentinel):
+    config = redis_sentinel.cache()
+    # Django's client reads from LOCATION's other entries; here those are sentinels, which
+    # answer no GET: the value comes back only if the read went to the primary.
+    sentinel_cache = _cache({**config, "LOCATION": [config["LOCATION"]] * 3})
+    key = f"test-cache|{uuid.uuid4()}"
+
+    sentinel_cache.set(key, "written", timeout=60)
+
+    assert [sentinel_cache.get(key) for _ in range(5)] == ["written"] * 5
+    sentinel_cache.delete(key)
+
+
 @pytest.mark.parametrize(
     ("backend", "options", "message"),
     [
