@@ -26,6 +26,10 @@ if TYPE_CHECKING:
 
     from kombu import Producer
 
+# The session's Redis Cluster and Sentinel set-up (tests/redis_topologies.py), started only
+# when a test asks for them.
+pytest_plugins = ["tests.redis_topologies"]
+
 AMQP_URL = os.environ.get("CELERY_EVENTS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 """The RabbitMQ of the worker tests that run on an AMQP broker."""
 

@@ -15,6 +15,7 @@ import logging
 import os
 import subprocess
 import sys
+import uuid
 import warnings
 import weakref
 from datetime import timedelta
@@ -480,11 +481,44 @@ def test_lock_store_timeouts_example_reaches_the_stores_client():
     assert connection_kwargs["socket_connect_timeout"] == 2
 
 
-def test_cluster_example_names_its_cache_for_the_locks():
-    example = _example("lock_settings")
+def test_cluster_example_runs_the_lock_store_on_a_cluster(redis_cluster):
+    from django.core.cache import CacheHandler  # noqa: PLC0415
 
-    assert example.DJANGO_CELERY_EXTENSIONS_CACHE_NAME in example.CLUSTER_CACHES
-    assert example.CLUSTER_CACHES["locks"]["BACKEND"].endswith("RedisClusterCache")
+    from celery_events.locks import RedisLockStore  # noqa: PLC0415
+    from celery_events.locks.redis_cache import redis_binding  # noqa: PLC0415
+
+    example = _example("lock_settings")
+    alias = example.DJANGO_CELERY_EXTENSIONS_CACHE_NAME
+    # The example's node names resolve nowhere here: its cache is pointed at the test cluster.
+    nodes = [f"redis://127.0.0.1:{node.port}" for node in redis_cluster]
+    config = {**example.CLUSTER_CACHES[alias], "LOCATION": nodes}
+    binding = redis_binding(CacheHandler({alias: config})[alias], alias)
+
+    assert binding is not None
+    assert binding.make_key("k") == "myproject:1:k"
+    store = RedisLockStore(binding)
+    key = f"test-docs-examples|{uuid.uuid4()}"
+    assert store.admit(task_id="t", unique_key=key, lock_ttl=60, ignore_key=None).task_id == "t"
+    store.release(task_id="t", unique_key=key, ignore_key=None, ignore_ttl=None)
+
+
+def test_sentinel_example_asks_its_sentinels_for_the_primary_with_its_timeouts():
+    from django.core.cache import CacheHandler  # noqa: PLC0415
+
+    from celery_events.locks.redis_cache import redis_binding  # noqa: PLC0415
+
+    example = _example("lock_settings")
+    alias = example.DJANGO_CELERY_EXTENSIONS_CACHE_NAME
+
+    binding = redis_binding(CacheHandler(example.SENTINEL_CACHES)[alias], alias)
+
+    assert binding is not None
+    pool = binding.client.connection_pool
+    assert pool.service_name == "mymaster"
+    assert pool.connection_kwargs["socket_timeout"] == 2
+    sentinels = pool.sentinel_manager.sentinels
+    assert [s.connection_pool.connection_kwargs["port"] for s in sentinels] == [26379] * 3
+    assert sentinels[0].connection_pool.connection_kwargs["socket_timeout"] == 2
 
 
 def test_exporter_settings_examples_connect_their_exporters():

@@ -24,6 +24,7 @@ MODULES = [
     "celery_events.operations",
     "celery_events",
     "celery_events.apps",
+    "celery_events.cache",
     "celery_events.celery",
     "celery_events.checks",
     "celery_events.commands",

@@ -19,6 +19,7 @@ from celery_events.locks import (
 )
 from tests import tasks
 from tests.lock_helpers import DJANGO_REDIS_PACKAGE_CACHE, redis_cache, use_cache
+from tests.redis_topologies import TOPOLOGIES, topology_cache
 
 CACHES = {
     "django-redis-cache": redis_cache(django_settings.REDIS_URL),
@@ -31,11 +32,13 @@ CACHES = {
 }
 
 
-@pytest.fixture(name="cache_name", params=sorted(CACHES))
+@pytest.fixture(name="cache_name", params=sorted([*CACHES, *TOPOLOGIES]))
 def fixture_cache_name(request, settings):
-    """Point CACHE_NAME at each kind of cache in turn."""
-    use_cache(settings, request.param, CACHES[request.param])
-    return request.param
+    """Point CACHE_NAME at each kind of cache in turn, and at a cluster and Sentinel's primary."""
+    alias = request.param
+    config = CACHES[alias] if alias in CACHES else topology_cache(request, alias)
+    use_cache(settings, alias, config)
+    return alias
 
 
 @pytest.fixture(name="store")
@@ -53,6 +56,8 @@ def _key() -> str:
         ("django-redis-cache", RedisLockStore),
         ("django-redis-package", RedisLockStore),
         ("locmem", CacheLockStore),
+        ("redis-cluster", RedisLockStore),
+        ("redis-sentinel", RedisLockStore),
     ],
     indirect=["cache_name"],
 )
@@ -177,7 +182,9 @@ def test_ignore_window_of_a_task_that_is_not_unique_is_seen_by_admit(store):
 
 
 @pytest.mark.parametrize(
-    "cache_name", ["django-redis-cache", "django-redis-package"], indirect=True
+    "cache_name",
+    ["django-redis-cache", "django-redis-package", *TOPOLOGIES],
+    indirect=True,
 )
 def test_redis_store_values_are_what_the_cache_api_reads(store, cache_name):
     """A lock taken by the Redis store reads as the old library's (``cache.add``) did, both ways."""

@@ -1,19 +1,31 @@
-"""The Redis lock store: atomic under concurrency, one round trip a step, clear when Redis stops."""
+"""The Redis lock store: atomic under concurrency, one round trip a step, clear when Redis stops.
+
+It runs unchanged on a Redis Cluster and on a Sentinel-managed primary, through a failover.
+"""
 
 from __future__ import annotations
 
 import signal
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from django.conf import settings as django_settings
 from redis.crc import key_slot
+from redis.exceptions import ClusterDownError
 
-from celery_events.locks import Admission, LockStoreUnavailableError, Outcome, get_lock_store
+from celery_events.locks import (
+    Admission,
+    Claim,
+    LockStoreUnavailableError,
+    Outcome,
+    RedisLockStore,
+    get_lock_store,
+)
+from celery_events.locks.beat_lock import BeatLock
 from tests import lock_race, tasks
 from tests.conftest import wait_for
 from tests.lock_helpers import (
-    cluster_node,
     own_queue,
     published,
     redis_cache,
@@ -21,6 +33,16 @@ from tests.lock_helpers import (
     use_cache,
 )
 from tests.redis_monitor import monitored
+from tests.redis_topologies import (
+    CLUSTER_BACKEND,
+    SERVICE_NAME,
+    TOPOLOGIES,
+    Server,
+    cluster_cache,
+    cluster_topology,
+    sentinel_topology,
+    topology_cache,
+)
 
 CALLERS = 32
 
@@ -123,30 +145,148 @@ def test_ignore_window_of_a_unique_call_is_in_the_hash_slot_of_its_lock(settings
     assert lock == binding.make_key(unique_key).encode()  # the lock keeps the cache's plain key
 
 
-def test_store_runs_unchanged_on_a_redis_cluster(settings, tmp_path):
-    with cluster_node(str(tmp_path)) as port:
-        use_cache(
-            settings,
-            "cluster",
-            {
-                "BACKEND": "tests.cluster_cache.RedisClusterCache",
-                "LOCATION": f"redis://127.0.0.1:{port}",
-                "KEY_PREFIX": django_settings.KEY_PREFIX,
-            },
-        )
-        store = get_lock_store()
-        unique_key, ignore_key = _key(), _key()
+@pytest.fixture(name="topology_store", params=TOPOLOGIES)
+def fixture_topology_store(request, settings):
+    """The lock store on the session's Redis Cluster, then on its Sentinel-managed primary."""
+    use_cache(settings, request.param, topology_cache(request, request.param))
+    return get_lock_store()
 
-        first = store.admit(task_id="a", unique_key=unique_key, lock_ttl=60, ignore_key=ignore_key)
-        second = store.admit(task_id="b", unique_key=unique_key, lock_ttl=60, ignore_key=ignore_key)
-        store.release(task_id="a", unique_key=unique_key, ignore_key=ignore_key, ignore_ttl=60)
-        third = store.admit(task_id="c", unique_key=unique_key, lock_ttl=60, ignore_key=ignore_key)
 
-    assert [first.outcome, second.outcome, third.outcome] == [
-        Outcome.TRIGGER,
-        Outcome.UNIQUE,
-        Outcome.IGNORED,
+def test_claim_held_and_discard_hold_on_every_topology(topology_store):
+    store, unique_key, ignore_key = topology_store, _key(), _key()
+    first = store.claim(task_id="a", unique_key=unique_key, lock_ttl=60, task_name="reports.daily")
+    second = store.claim(task_id="b", unique_key=unique_key, lock_ttl=60, task_name="reports.daily")
+    store.ignore(
+        task_id="a",
+        ignore_key=ignore_key,
+        ignore_ttl=60,
+        unique_key=unique_key,
+        task_name="reports.daily",
+    )
+
+    held = store.held("reports.daily")
+    discarded = store.discard(
+        task_id="a", kind="unique", key=unique_key, beside=None, task_name="reports.daily"
+    )
+
+    assert (first, second) == (Claim("a", taken=True), Claim("a", taken=False))
+    assert sorted((key.kind, key.key, key.task_id) for key in held) == [
+        ("ignore", ignore_key, "a"),
+        ("unique", unique_key, "a"),
     ]
+    assert discarded
+    assert [key.kind for key in store.held("reports.daily")] == ["ignore"]
+
+
+def test_held_lists_the_keys_of_every_node_of_a_cluster(request, settings, redis_cluster):
+    use_cache(settings, "redis-cluster", topology_cache(request, "redis-cluster"))
+    store = get_lock_store()
+    keys = [_key_on(store, node) for node in redis_cluster for _ in range(2)]
+    for key in keys:
+        store.admit(task_id="t", unique_key=key, lock_ttl=60, ignore_key=None, task_name="spread")
+
+    held = store.held("spread")
+
+    assert sorted(key.key for key in held) == sorted(keys)  # SCAN visited every primary
+
+
+def test_cluster_node_that_dies_fails_the_calls_of_its_slots_then_of_all(settings):
+    with cluster_topology() as nodes:
+        use_cache(settings, "dying-cluster", cluster_cache(nodes))
+        store = get_lock_store()
+        dead = nodes[0]
+        on_dead, on_live = _key_on(store, dead), _key_on(store, nodes[1])
+        store.admit(task_id="t", unique_key=on_live, lock_ttl=60, ignore_key=None)
+
+        dead.kill()
+        with pytest.raises(LockStoreUnavailableError, match="Connection refused"):
+            store.admit(task_id="t", unique_key=on_dead, lock_ttl=60, ignore_key=None)
+        holder_while_cluster_ok = store.holder(on_live)
+        with nodes[1].client() as live:
+            wait_for(
+                lambda: live.cluster("INFO")["cluster_state"] == "fail",
+                "the live nodes to see the cluster fail",
+            )
+        with pytest.raises(LockStoreUnavailableError, match="could not read the holder") as down:
+            store.holder(on_live)
+
+    assert holder_while_cluster_ok == "t"
+    # Every slot must be served (cluster-require-full-coverage): the live nodes refuse too.
+    assert isinstance(down.value.__cause__, ClusterDownError)
+
+
+def test_cluster_that_cannot_be_reached_fails_at_the_first_call(settings):
+    # Nothing listens on port 1: the client's question for the slot map is refused at once.
+    config = {"BACKEND": CLUSTER_BACKEND, "LOCATION": "redis://127.0.0.1:1"}
+    use_cache(settings, "unreachable-cluster", config)
+
+    with pytest.raises(LockStoreUnavailableError, match="'unreachable-cluster' could not make"):
+        get_lock_store()
+
+
+def _key_on(store: RedisLockStore, node: Server) -> str:
+    """Return a new unique key whose lock lives on cluster node ``node``."""
+    cluster = store.binding.client
+    while True:
+        key = _key()
+        if cluster.get_node_from_key(store.binding.key(key)).port == node.port:
+            return key
+
+
+def test_beat_lock_admits_one_beat_and_hands_its_runs_over_on_every_topology(topology_store):
+    name, when = _key(), datetime(2026, 1, 1, 9, 30, tzinfo=UTC)
+    holder = BeatLock(topology_store.binding, name, timeout=60)
+    standby = BeatLock(topology_store.binding, name, timeout=60)
+
+    assert holder.take() == {}
+    assert standby.take() is None
+    assert holder.record_run("nightly", when)
+    assert holder.renew()
+    assert not standby.record_run("nightly", when)
+    assert holder.release()
+    assert standby.take() == {"nightly": when}
+    assert not holder.renew()
+    assert standby.release()
+
+
+def test_sentinel_failover_keeps_a_replicated_lock_and_fails_calls_clearly_meanwhile(settings):
+    with sentinel_topology() as topology:
+        use_cache(settings, "failover", topology.cache())
+        store, key = get_lock_store(), _key()
+        store.admit(task_id="holder", unique_key=key, lock_ttl=60, ignore_key=None)
+        with topology.primary.client() as primary:
+            # The lock is on the replica before the primary dies; WAIT is the test's, not the
+            # store's (see docs/locks.md, "Redis Sentinel").
+            assert primary.wait(1, 10_000) == 1
+
+        # The sentinel waits a minute before it calls the primary down, so that a call surely
+        # meets the dead primary; then it is told to wait half a second, and fails over alone.
+        # (Stopping the sentinel instead would put it in TILT mode, which pauses failovers.)
+        with topology.sentinel.client() as sentinel:
+            sentinel.sentinel_set(SERVICE_NAME, "down-after-milliseconds", 60_000)
+            topology.primary.kill()
+            with pytest.raises(LockStoreUnavailableError) as during:
+                store.admit(task_id="joiner", unique_key=key, lock_ttl=60, ignore_key=None)
+            sentinel.sentinel_set(SERVICE_NAME, "down-after-milliseconds", 500)
+        unavailable: list[LockStoreUnavailableError] = []
+
+        def admitted() -> Admission | None:
+            try:
+                return store.admit(task_id="joiner", unique_key=key, lock_ttl=60, ignore_key=None)
+            except LockStoreUnavailableError as exc:
+                unavailable.append(exc)
+                return None
+
+        admission = wait_for(admitted, "a call to proceed on the promoted replica", timeout=90)
+        promoted = topology.primary_port()
+        store.release(task_id="holder", unique_key=key, ignore_key=None, ignore_ttl=None)
+        after_release = store.admit(task_id="next", unique_key=key, lock_ttl=60, ignore_key=None)
+
+    assert "cache 'failover' could not admit task 'joiner'" in str(during.value)
+    assert all("cache 'failover' could not admit task 'joiner'" in str(e) for e in unavailable)
+    assert promoted == topology.replica.port
+    assert admission == Admission(Outcome.UNIQUE, "holder")
+    assert after_release == Admission(Outcome.TRIGGER, "next")
 
 
 def test_concurrent_callers_in_separate_processes_publish_one_message(redis_client, queue):

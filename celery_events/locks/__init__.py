@@ -60,6 +60,8 @@ def get_lock_store() -> LockStore:
     Raises:
         django.core.cache.InvalidCacheBackendError: ``CACHE_NAME`` names no cache of
             ``CACHES`` (the system check ``celery_events.E003`` reports it at start-up).
+        LockStoreUnavailableError: the cache's client could not be made because its Redis
+            cannot be reached (a Redis Cluster, whose client connects as it is made).
     """
     cache_name = settings.CACHE_NAME
     try:

@@ -1,8 +1,10 @@
 """What the Redis lock store and the beat lock take from a Django cache that lives in Redis.
 
 A cache qualifies when it is Django's built-in ``django.core.cache.backends.redis.RedisCache`` or
-django-redis's ``django_redis.cache.RedisCache`` (subclasses included; not django-redis's
-``ShardClient``, which spreads keys over servers by its own hashing). The binding uses what the
+django-redis's ``django_redis.cache.RedisCache`` (subclasses included, among them
+:class:`~celery_events.cache.RedisClusterCache` and
+:class:`~celery_events.cache.RedisSentinelCache`; not django-redis's ``ShardClient``, which
+spreads keys over servers by its own hashing). The binding uses what the
 cache is configured with: its client (connection pool, socket timeouts, retry policy), its key
 function (``KEY_PREFIX``, ``VERSION``, ``KEY_FUNCTION``) and its serializer, so that the values
 written by the lock store are the ones ``cache.get()`` reads, as with django-celery-extensions.
@@ -15,7 +17,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from django.core.cache.backends.redis import RedisCache
-from redis.exceptions import ConnectionError, ReadOnlyError, TimeoutError  # noqa: A004
+from redis.exceptions import (
+    ClusterDownError,
+    ConnectionError,  # noqa: A004
+    ReadOnlyError,
+    SlotNotCoveredError,
+    TimeoutError,  # noqa: A004
+)
 
 from .base import LockStoreUnavailableError
 
@@ -32,8 +40,15 @@ RedisClient: TypeAlias = "Redis | RedisCluster"
 """A client of one Redis (the caches' own) or of a Redis Cluster."""
 
 #: What "Redis is unreachable" means: refused, reset or timed out connections (including
-#: authentication and loading errors), and writes refused by a replica after a failover.
-UNREACHABLE: Final = (ConnectionError, TimeoutError, ReadOnlyError)
+#: authentication and loading errors, and Sentinel naming no primary), writes refused by a
+#: replica after a failover, and a cluster that serves no slot or not the key's.
+UNREACHABLE: Final = (
+    ConnectionError,
+    TimeoutError,
+    ReadOnlyError,
+    ClusterDownError,
+    SlotNotCoveredError,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,14 +109,24 @@ def _hash_tag(redis_key: str) -> str:
 def redis_binding(cache: BaseCache, cache_name: str) -> RedisBinding | None:
     """Return the binding of a Redis-backed Django cache, or None for any other cache.
 
-    Opens no connection: the cache's client connects on its first command.
+    Opens no connection, except for a cluster (:class:`celery_events.cache.RedisClusterCache`),
+    whose client asks a node for the map of slots when it is made; other clients connect on
+    their first command.
 
     Args:
         cache: the cache, ``caches[cache_name]``.
         cache_name: its alias in ``CACHES``.
+
+    Raises:
+        LockStoreUnavailableError: the cache's client could not be made because its Redis
+            cannot be reached (a cluster none of whose ``LOCATION`` nodes answers).
     """
     if isinstance(cache, RedisCache):
-        client = cache._cache  # noqa: SLF001 - Django's only way to the cache's own client
+        try:
+            client = cache._cache  # noqa: SLF001 - Django's only way to the cache's own client
+        except UNREACHABLE as exc:
+            msg = f"cache {cache_name!r} could not make its client: Redis is unreachable: {exc}"
+            raise LockStoreUnavailableError(msg) from exc
         serializer = client._serializer  # type: ignore[attr-defined]  # noqa: SLF001 - same
         return RedisBinding(
             cache_name=cache_name,
