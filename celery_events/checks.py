@@ -24,7 +24,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .config import DEFAULTS, SETTING_PREFIX, settings
-from .locks import RedisLockStore, get_lock_store
+from .locks import LockStoreUnavailableError, RedisLockStore, get_lock_store
 from .task import DjangoTask
 
 if TYPE_CHECKING:
@@ -238,6 +238,8 @@ def check_lock_store_eviction(
     try:
         store = get_lock_store()
     except ImproperlyConfigured:  # reported by check_setting_values or check_cache_name
+        return []
+    except LockStoreUnavailableError:  # a cluster client asks its nodes when it is made
         return []
     if not isinstance(store, RedisLockStore):
         return []

@@ -102,6 +102,21 @@ def test_lock_store_redis_that_is_down_is_not_reported_by_the_check(lock_store_r
     assert _celery_events_messages() == []
 
 
+def test_lock_store_on_a_cluster_that_no_node_answers_is_not_reported_by_the_check(settings):
+    with throwaway_redis() as (url, process):  # a port that held a Redis, closed once killed
+        process.kill()
+        process.wait()
+        use_cache(
+            settings,
+            "cluster",
+            {**redis_cache(url), "BACKEND": "celery_events.cache.RedisClusterCache"},
+        )
+
+        messages = _celery_events_messages()
+
+    assert "celery_events.W001" not in {message.id for message in messages}
+
+
 @override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="locmem")
 def test_lock_store_outside_redis_has_no_eviction_check():
     assert "celery_events.W001" not in {message.id for message in _celery_events_messages()}
