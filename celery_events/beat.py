@@ -141,7 +141,8 @@ class LockedPersistentScheduler(PersistentScheduler):
             msg = (
                 f"LockedPersistentScheduler keeps its lock in Redis, but cache {cache_name!r} "
                 f"({SETTING_PREFIX}CACHE_NAME) is a {backend}: use "
-                "django.core.cache.backends.redis.RedisCache or django_redis.cache.RedisCache"
+                "django.core.cache.backends.redis.RedisCache, django_redis.cache.RedisCache, "
+                "or celery_events.cache.RedisClusterCache or RedisSentinelCache"
             )
             raise ImproperlyConfigured(msg)
         return BeatLock(binding, settings.BEATER_LOCK_KEY, timeout)
