@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 import pytest
 from django.conf import settings as django_settings
@@ -234,7 +234,7 @@ def _key_on(store: RedisLockStore, node: Server) -> str:
 
 
 def test_beat_lock_admits_one_beat_and_hands_its_runs_over_on_every_topology(topology_store):
-    name, when = _key(), datetime(2026, 1, 1, 9, 30, tzinfo=UTC)
+    name, when = _key(), datetime(2026, 1, 1, 9, 30, tzinfo=timezone.utc)
     holder = BeatLock(topology_store.binding, name, timeout=60)
     standby = BeatLock(topology_store.binding, name, timeout=60)
 
