@@ -30,16 +30,18 @@ __all__ = ["OpenTelemetryFloor", "StructlogFloor", "make_floors", "worker_floor"
 TASK_NAME = "bench.django"
 
 
-class StructlogFloor:
-    """Renders the two lines of a call through the configured structlog processors.
-
-    Args:
-        task: the plain Celery task published after the lines.
-    """
+class _Floor:
+    """Stands where a task stands in the harness: ``apply_async`` does the floor's work and
+    publishes ``task``, a plain Celery task."""
 
     def __init__(self, task: Any) -> None:
         self._task = task
-        self._logger = structlog.get_logger("celery_events")
+
+
+class StructlogFloor(_Floor):
+    """Renders the two lines of a call through the configured structlog processors."""
+
+    _logger = structlog.get_logger("celery_events")
 
     def apply_async(self, args: tuple[Any, ...]) -> None:
         """Log what the structlog exporter logs for one triggered call, and publish it."""
@@ -63,16 +65,10 @@ class StructlogFloor:
         self._task.apply_async(args=args)
 
 
-class OpenTelemetryFloor:
-    """Traces one call as a PRODUCER span through the configured SDK.
+class OpenTelemetryFloor(_Floor):
+    """Traces one call as a PRODUCER span through the configured SDK, publishing inside it."""
 
-    Args:
-        task: the plain Celery task published inside the span.
-    """
-
-    def __init__(self, task: Any) -> None:
-        self._task = task
-        self._tracer = trace.get_tracer("benchmarks.floor")
+    _tracer = trace.get_tracer("benchmarks.floor")
 
     def apply_async(self, args: tuple[Any, ...]) -> None:
         """Start, complete and propagate the span the OpenTelemetry exporter makes; publish."""

@@ -221,13 +221,13 @@ def test_retry_takes_delays_of_its_own(eager, celery_app):
 
 
 class TestHookOptions:
-    def test_apply_and_trigger_options_have_the_old_keys(self):
+    def test_apply_and_trigger_options_have_exactly_the_old_keys_and_the_headers(self):
         with capture_events() as events:
             tasks.caller_plain.apply_async(args=(1,))
 
         apply_options, trigger_options = (event.kwargs["options"] for event in events)
-        assert set(apply_options) >= APPLY_KEYS
-        assert set(trigger_options) >= TRIGGER_KEYS
+        assert set(apply_options) == APPLY_KEYS
+        assert set(trigger_options) == TRIGGER_KEYS | {"headers"}
 
     @pytest.mark.django_db(transaction=True)
     def test_on_commit_options_name_the_database(self):

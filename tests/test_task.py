@@ -134,26 +134,6 @@ def test_call_whose_invocation_id_is_its_task_id_publishes_no_invocation_header(
     assert trigger["options"]["queue"] == "caller-only"
 
 
-def test_hook_options_have_exactly_the_upstream_keys():
-    with capture_events() as events:
-        tasks.caller_plain.apply_async(args=(1,))
-
-    apply_options, trigger_options = (event.kwargs["options"] for event in events)
-    apply_keys = {"queue", "is_async", "invocation_id", "apply_time", "is_on_commit", "using"}
-    assert set(apply_options) == apply_keys
-    assert set(trigger_options) == apply_keys | {
-        "task_id",
-        "trigger_time",
-        "time_limit",
-        "soft_time_limit",
-        "eta",
-        "countdown",
-        "expires",
-        "stale_time_limit",
-        "headers",
-    }
-
-
 def test_countdown_becomes_eta_in_hook_options():
     before = timezone.now()
     with capture_events() as events:
