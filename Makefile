@@ -42,3 +42,4 @@ clean:
 bench: $(STAMP)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.lock_commands
+	$(PY) -m benchmarks.scale
