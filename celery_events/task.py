@@ -106,7 +106,10 @@ def default_unique_key_generator(
         task_kwargs: the call's keyword arguments.
     """
     kwargs = dict(sorted(task_kwargs.items())) if task_kwargs else {}
-    _, _, data = serialization.dumps((list(task_args or ()), kwargs), task.app.conf.task_serializer)
+    # The app's serializer, as django-celery-extensions used it (not a task's own); a DjangoTask
+    # has it bound when Celery binds the task, which spares a settings lookup per call.
+    serializer = getattr(task, "_key_serializer", None) or task.app.conf.task_serializer
+    _, _, data = serialization.dumps((list(task_args or ()), kwargs), serializer)
     if isinstance(data, bytes):  # a binary serializer such as pickle
         data = data.hex()
     return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{prefix}:{task.name}:{data}"))
@@ -145,7 +148,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         *Task.from_config,
         ("time_limit", "task_time_limit"),
         ("soft_time_limit", "task_soft_time_limit"),
+        ("_key_serializer", "task_serializer"),
     )
+    _key_serializer: str | None = None
     _routed_queue_cache: tuple[Any, str] | None = None
 
     _DIRECT_CALL_MESSAGE: ClassVar[str] = (

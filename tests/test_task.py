@@ -311,6 +311,16 @@ class TestDefaultUniqueKeyGenerator:
 
         assert key == expected
 
+    def test_task_with_a_serializer_of_its_own_keys_with_the_apps(self, celery_app):
+        @celery_app.task(name=f"tests.own_serializer_{uuid.uuid4().hex}", serializer="pickle")
+        def own_serializer(x):
+            return x
+
+        _, _, data = serialization.dumps(([1], {}), celery_app.conf.task_serializer)
+        expected = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"p:{own_serializer.name}:{data}"))
+
+        assert default_unique_key_generator(own_serializer, "p", (1,), None) == expected
+
     def test_kwargs_order_does_not_change_the_key(self):
         first = default_unique_key_generator(tasks.add, "p", (), {"b": 1, "a": 2})
         second = default_unique_key_generator(tasks.add, "p", (), {"a": 2, "b": 1})
