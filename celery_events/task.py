@@ -437,9 +437,10 @@ class DjangoTask(Task):  # type: ignore[type-arg]
     def _get_unique_key(self, task_args: Any, task_kwargs: Any) -> str | None:
         """Return the unique lock's key of a call with these arguments; None when not unique.
 
-        The seam that django-celery-extensions had, with its signature: every call, the worker's
-        gate and :meth:`is_processing` take the key from here, so a test that patches it forces
-        the lock key (and one that returns None makes the call not unique).
+        The seam that django-celery-extensions had, with its signature: every call and
+        :meth:`is_processing` take the key from here (the worker reads it from the message, and
+        asks here only for a message that carries none), so a test that patches it forces the
+        lock key (and one that returns None makes the call not unique).
 
         Raises:
             TypeError: ``unique_key_generator`` returned something other than a non-empty
