@@ -21,20 +21,24 @@ from celery import current_app
 
 from .config import settings
 from .locks import CacheLockStore, LockStore, Outcome, RedisLockStore, get_lock_store
-from .locks.redis_store import HeldKey, KeyKind
+from .locks.redis_store import HeldKey, HeldPage, KeyKind
 from .task import DjangoTask
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
 __all__ = [
     "Explanation",
     "HeldKey",
+    "HeldPage",
     "KeyState",
     "OperationError",
+    "discard",
     "explain",
     "get_task",
     "held",
+    "held_page",
+    "keyed_task_names",
     "parse_call",
     "release",
     "release_task",
@@ -43,6 +47,13 @@ __all__ = [
 
 #: The name of the app Celery makes current when a process has created none.
 _CELERY_FALLBACK_APP: Final = "default"
+
+
+_NEXT_CALL: Final = {
+    Outcome.TRIGGER: "trigger: publish a new task",
+    Outcome.UNIQUE: "return the holder's result ({task_id}); nothing is published",
+    Outcome.IGNORED: "be ignored (IgnoredResult); nothing is published",
+}
 
 
 class OperationError(Exception):
@@ -84,6 +95,28 @@ class Explanation:
         data["next_call"] = self.next_call.value
         return data
 
+    def next_call_text(self) -> str:
+        """Return what the next call does, in words."""
+        holder = self.lock.task_id if self.lock else None
+        return _NEXT_CALL[self.next_call].format(task_id=holder)
+
+    def held_keys(self) -> list[HeldKey]:
+        """Return the call's held lock and open window, as :func:`discard` takes them."""
+        return [
+            HeldKey(
+                self.task_name,
+                state.kind,
+                state.key,
+                state.beside,
+                state.task_id,
+                state.ttl,
+                self.args,
+                self.kwargs,
+            )
+            for state in (self.lock, self.window)
+            if state is not None and state.task_id is not None
+        ]
+
 
 def get_task(name: str) -> DjangoTask:
     """Return the registered task ``name`` of the current Celery app.
@@ -121,18 +154,36 @@ def get_task(name: str) -> DjangoTask:
     return task
 
 
+def keyed_task_names() -> list[str]:
+    """Return the names of the current Celery app's tasks that have keys: unique or ignoring."""
+    app = current_app
+    app.loader.import_default_modules()
+    return sorted(
+        name
+        for name, task in app.tasks.items()
+        if isinstance(task, DjangoTask) and (task.unique or task.ignore_task_timedelta is not None)
+    )
+
+
 _Parsed = TypeVar("_Parsed", list[Any], dict[str, Any])
 
 
-def parse_call(args: str | None, kwargs: str | None) -> tuple[list[Any], dict[str, Any]]:
+def parse_call(
+    args: str | None, kwargs: str | None, *, names: tuple[str, str] = ("--args", "--kwargs")
+) -> tuple[list[Any], dict[str, Any]]:
     """Return a call's arguments from their JSON: a list and an object.
+
+    Args:
+        args: the JSON of the positional arguments; empty or None for none.
+        kwargs: the JSON of the keyword arguments; empty or None for none.
+        names: what the two are called where they were given, for the error message.
 
     Raises:
         OperationError: either is not JSON, or not of its type.
     """
     return (
-        _parse_json("--args", args, list, "a JSON list"),
-        _parse_json("--kwargs", kwargs, dict, "a JSON object"),
+        _parse_json(names[0], args, list, "a JSON list"),
+        _parse_json(names[1], kwargs, dict, "a JSON object"),
     )
 
 
@@ -236,6 +287,43 @@ def release(
     ]
 
 
+def held_page(
+    cursor: str | None = None,
+    *,
+    task_name: str | None = None,
+    kind: KeyKind | None = None,
+    search: str | None = None,
+    size: int = 100,
+) -> HeldPage:
+    """Return one page of the locks and open ignore windows, walked with ``SCAN``.
+
+    See :meth:`RedisLockStore.held_page <celery_events.locks.RedisLockStore.held_page>`.
+
+    Raises:
+        OperationError: the lock store's cache cannot list its keys (not Redis), or ``cursor``
+            is not one a page returned.
+        LockStoreUnavailableError: the store's Redis could not be reached.
+    """
+    store = _redis_store("list locks and ignore windows")
+    try:
+        return store.held_page(cursor, task_name=task_name, kind=kind, search=search, size=size)
+    except ValueError as exc:
+        raise OperationError(str(exc)) from exc
+
+
+def discard(keys: Iterable[HeldKey]) -> list[HeldKey]:
+    """Remove each key only while it still holds the task id it was read with.
+
+    Returns:
+        The keys removed; a key released, expired or taken by another call since is kept.
+
+    Raises:
+        LockStoreUnavailableError: the store's Redis could not be reached.
+    """
+    store = get_lock_store()
+    return [key for key in keys if _discard(store, key, key.task_name)]
+
+
 def release_task(task_name: str) -> list[HeldKey]:
     """Remove every lock and open ignore window of task ``task_name``, each owner-safe.
 
@@ -246,21 +334,10 @@ def release_task(task_name: str) -> list[HeldKey]:
         OperationError: the lock store's cache cannot list its keys (not Redis).
         LockStoreUnavailableError: the store's Redis could not be reached.
     """
-    store = _redis_store(f"release every key of task {task_name!r}")
-    return [
-        key
-        for key in store.held(task_name)
-        if store.discard(
-            task_id=key.task_id,
-            kind=key.kind,
-            key=key.key,
-            beside=key.beside,
-            task_name=key.task_name,
-        )
-    ]
+    return discard(_redis_store(f"release every key of task {task_name!r}").held(task_name))
 
 
-def _discard(store: LockStore, state: KeyState, task_name: str) -> bool:
+def _discard(store: LockStore, state: KeyState | HeldKey, task_name: str) -> bool:
     task_id = str(state.task_id)
     if isinstance(store, RedisLockStore):
         return store.discard(

@@ -502,6 +502,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             ),
             unique_key=read_header(request, UNIQUE_KEY_HEADER),
             task_name=self.name,
+            arguments=worker.arguments_of(request),
         )
 
     # Celery's handlers, where the worker-side events are sent.
@@ -729,7 +730,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             )
             result.set_options(hook_options)
             is_async = hook_options["is_async"]
-            outcome, holder = self._admit(task_id, hook_options)
+            outcome, holder = self._admit(task_id, hook_options, result)
             if outcome is Outcome.TRIGGER:
                 self._trigger_admitted(result, task_id, options, is_async=is_async)
             elif bound:
@@ -754,7 +755,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             release_lock(task_id, options["headers"].get(UNIQUE_KEY_HEADER), self.name)
             raise
 
-    def _admit(self, task_id: str, hook_options: Mapping[str, Any]) -> tuple[Outcome, str | None]:
+    def _admit(
+        self, task_id: str, hook_options: Mapping[str, Any], result: ResultWrapper
+    ) -> tuple[Outcome, str | None]:
         """Ask the lock store whether the call triggers; return the outcome and the holder.
 
         A call whose lock holds its own task id (Celery re-publishing it from the worker's main
@@ -771,6 +774,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             lock_ttl=call_options.lock_ttl(hook_options),
             ignore_key=ignore_key,
             task_name=self.name,
+            arguments=(result.args, result.kwargs),
         )
         if admission.outcome is Outcome.UNIQUE and admission.task_id == task_id:
             return Outcome.TRIGGER, task_id

@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 from celery.exceptions import CeleryError
 
-__all__ = ["Admission", "Claim", "LockStore", "LockStoreUnavailableError", "Outcome"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+__all__ = [
+    "Admission",
+    "CallArguments",
+    "Claim",
+    "LockStore",
+    "LockStoreUnavailableError",
+    "Outcome",
+]
+
+CallArguments: TypeAlias = "tuple[Sequence[Any], Mapping[str, Any]]"
+"""A call's positional and keyword arguments."""
 
 
 class Outcome(enum.Enum):
@@ -70,6 +83,7 @@ class LockStore(Protocol):
         lock_ttl: float | None,
         ignore_key: str | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> Admission:
         """Check the ignore window, then take the unique lock for ``task_id``.
 
@@ -80,7 +94,9 @@ class LockStore(Protocol):
                 None keeps it until it is released.
             ignore_key: the ignore window's key, or None for a task without one.
             task_name: the task's name, for a store that indexes its keys by task (the Redis
-                store, for ``manage.py celery_events list``).
+                store, for ``manage.py celery_events list`` and the admin).
+            arguments: the call's positional and keyword arguments, which such a store keeps
+                in the index beside the task's name when they are JSON.
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.
@@ -94,6 +110,7 @@ class LockStore(Protocol):
         unique_key: str,
         lock_ttl: float | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> Claim:
         """Make sure ``task_id`` holds ``unique_key``: take the lock when it is free.
 
@@ -106,6 +123,7 @@ class LockStore(Protocol):
             unique_key: the lock's key.
             lock_ttl: seconds the lock lives if taken now; None keeps it until it is released.
             task_name: the task's name, as for :meth:`admit`.
+            arguments: the call's arguments, as for :meth:`admit`.
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.
@@ -122,6 +140,7 @@ class LockStore(Protocol):
         ignore_key: str | None,
         ignore_ttl: float | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> None:
         """Release ``unique_key`` if ``task_id`` holds it; open the ignore window if a key is given.
 
@@ -131,6 +150,7 @@ class LockStore(Protocol):
             ignore_key: the ignore window to open (after a success), or None.
             ignore_ttl: seconds the ignore window stays open.
             task_name: the task's name, as for :meth:`admit`.
+            arguments: the call's arguments, as for :meth:`admit`.
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.
@@ -145,6 +165,7 @@ class LockStore(Protocol):
         ignore_ttl: float | None,
         unique_key: str | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> None:
         """Open the ignore window ``ignore_key`` and leave the unique lock as it is.
 
@@ -155,6 +176,7 @@ class LockStore(Protocol):
             unique_key: the call's lock key when the task is unique, for a store that keeps the
                 window beside the lock (the Redis store); the lock itself is not touched.
             task_name: the task's name, as for :meth:`admit`.
+            arguments: the call's arguments, as for :meth:`admit`.
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.

@@ -17,6 +17,8 @@ from .base import Admission, Claim, Outcome
 if TYPE_CHECKING:
     from django.core.cache.backends.base import BaseCache
 
+    from .base import CallArguments
+
 __all__ = ["CacheLockStore", "LockContentionError"]
 
 
@@ -46,6 +48,7 @@ class CacheLockStore:
         lock_ttl: float | None,
         ignore_key: str | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> Admission:
         """See :meth:`LockStore.admit`.
 
@@ -68,6 +71,7 @@ class CacheLockStore:
         unique_key: str,
         lock_ttl: float | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> Claim:
         """See :meth:`LockStore.claim`: ``cache.add``, then a read of the holder.
 
@@ -94,6 +98,7 @@ class CacheLockStore:
         ignore_key: str | None,
         ignore_ttl: float | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> None:
         """See :meth:`LockStore.release`; not owner-safe against a lock taken in between."""
         if ignore_key is not None:
@@ -109,6 +114,7 @@ class CacheLockStore:
         ignore_ttl: float | None,
         unique_key: str | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> None:
         """See :meth:`LockStore.ignore`."""
         self.cache.set(ignore_key, task_id, ignore_ttl)

@@ -31,19 +31,32 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
+from redis.cluster import RedisCluster
+
 from .base import Admission, Claim, Outcome
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from redis.commands.core import Script
 
-    from .redis_cache import RedisBinding
+    from .base import CallArguments
+    from .redis_cache import RedisBinding, RedisClient
 
-__all__ = ["INDEX_PREFIX", "HeldKey", "KeyKind", "RedisLockStore"]
+__all__ = [
+    "ENTRY_ARGUMENTS_LIMIT",
+    "INDEX_PREFIX",
+    "HeldKey",
+    "HeldPage",
+    "KeyKind",
+    "RedisLockStore",
+]
 
 #: The cache-key prefix of the index entries (see the module's docstring).
 INDEX_PREFIX: Final = "celery-events|held"
+
+#: The longest index entry (in characters of JSON) that keeps the call's arguments.
+ENTRY_ARGUMENTS_LIMIT: Final = 2048
 
 KeyKind: TypeAlias = Literal["unique", "ignore"]
 """What a key of a call is: its unique lock, or its ignore window."""
@@ -174,6 +187,23 @@ class HeldKey:
     """The holder of a lock; the task that opened a window."""
     ttl: float | None
     """Seconds left; None when the key never expires."""
+    args: list[Any] | None = None
+    """The call's positional arguments, when its index entry has them (JSON, short)."""
+    kwargs: dict[str, Any] | None = None
+    """The call's keyword arguments, when its index entry has them."""
+
+
+@dataclass(frozen=True, slots=True)
+class HeldPage:
+    """One page of :meth:`RedisLockStore.held_page`.
+
+    .. versionadded:: 0.1.0
+    """
+
+    keys: list[HeldKey]
+    """The held keys found, soonest to expire first."""
+    cursor: str | None
+    """Where the next page starts (pass it back), or None when the keyspace has been walked."""
 
 
 def _glob_escape(text: str) -> str:
@@ -193,6 +223,94 @@ def _entry_key_prefix(task_name: str) -> str:
     return f"{INDEX_PREFIX}|{task_name.replace('{', '(').replace('}', ')')}|"
 
 
+def _entry_value(
+    task_name: str, kind: KeyKind, key: str, beside: str | None, arguments: CallArguments | None
+) -> str:
+    """Return the JSON of an index entry; with the call's arguments when they are JSON and short.
+
+    Arguments that JSON cannot encode (the pickle serializer's objects) or that would make the
+    entry longer than :data:`ENTRY_ARGUMENTS_LIMIT` are left out: the entry names the key all
+    the same, and the admin shows the call's arguments as unknown.
+    """
+    entry: dict[str, Any] = {"task": task_name, "kind": kind, "key": key, "beside": beside}
+    if arguments is not None:
+        args, kwargs = arguments
+        try:
+            with_arguments = json.dumps({**entry, "args": list(args), "kwargs": dict(kwargs)})
+        except (TypeError, ValueError):  # not JSON; a circular structure is a ValueError
+            pass
+        else:
+            if len(with_arguments) <= ENTRY_ARGUMENTS_LIMIT:
+                return with_arguments
+    return json.dumps(entry)
+
+
+def _by_time_left(keys: list[HeldKey]) -> list[HeldKey]:
+    return sorted(keys, key=lambda key: (key.ttl is None, key.ttl or 0, key.task_name))
+
+
+def _searched_text(key: HeldKey) -> str:
+    """Return what :meth:`RedisLockStore.held_page`'s search looks in, case-folded."""
+    arguments = "" if key.args is None else json.dumps([key.args, key.kwargs])
+    return f"{key.task_name}\n{key.key}\n{key.task_id}\n{arguments}".casefold()
+
+
+def _scan_step(
+    client: RedisClient, cursor: str | None, pattern: str, count: int
+) -> tuple[str | None, list[bytes | str]]:
+    """Run one ``SCAN`` step from ``cursor`` (None: the start); return the next one and the keys.
+
+    The cursor is a text, None once the keyspace has been walked. A Redis Cluster has a cursor
+    per primary, so its text is the JSON of the primaries' names and cursors not yet done.
+
+    Raises:
+        ValueError: ``cursor`` is not a cursor this function returned for ``client``.
+    """
+    if isinstance(client, RedisCluster):
+        return _scan_cluster_step(client, cursor, pattern, count)
+    try:
+        position = 0 if cursor is None else int(cursor)
+    except ValueError:
+        position = -1
+    if position < 0:
+        msg = f"cursor {cursor!r} is not a SCAN cursor (a whole number, 0 or more)"
+        raise ValueError(msg)
+    position, keys = client.scan(cursor=position, match=pattern, count=count)
+    return (str(position) if position else None), keys
+
+
+def _scan_cluster_step(
+    client: RedisCluster, cursor: str | None, pattern: str, count: int
+) -> tuple[str | None, list[bytes | str]]:
+    # redis-py types RedisCluster.scan as Redis.scan; on a cluster it answers the cursor of
+    # each primary it asked, by the primary's name.
+    scan = cast("Callable[..., tuple[dict[str, int], list[bytes | str]]]", client.scan)
+    cursors: dict[str, int] = {}
+    keys: list[bytes | str] = []
+    if cursor is None:
+        cursors, keys = scan(match=pattern, count=count)  # every primary, from 0
+    else:
+        try:
+            positions = json.loads(cursor)
+            nodes = {
+                name: client.get_node(node_name=name)  # type: ignore[no-untyped-call]
+                for name in positions
+            }
+        except (ValueError, TypeError, AttributeError):
+            nodes = {}
+        if not nodes or None in nodes.values():
+            msg = f"cursor {cursor!r} is not a SCAN cursor of this Redis Cluster's primaries"
+            raise ValueError(msg)
+        for name, node in nodes.items():
+            step, found = scan(
+                cursor=positions[name], match=pattern, count=count, target_nodes=node
+            )
+            cursors.update(step)
+            keys += found
+    going_on = {name: position for name, position in cursors.items() if position}
+    return (json.dumps(going_on) if going_on else None), keys
+
+
 def _seconds_left(pttl: int) -> float | None:
     return None if pttl < 0 else pttl / 1000
 
@@ -206,6 +324,8 @@ class RedisLockStore:
 
     #: How many keys one ``SCAN`` call of :meth:`held` asks Redis to look at.
     SCAN_COUNT: Final = 1000
+    #: How many keys one :meth:`held_page` asks Redis to look at, at most (about).
+    PAGE_SCAN_BUDGET: Final = 50_000
 
     def __init__(self, binding: RedisBinding) -> None:
         self.binding = binding
@@ -222,6 +342,7 @@ class RedisLockStore:
         lock_ttl: float | None,
         ignore_key: str | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> Admission:
         """See :meth:`LockStore.admit`; one round trip to Redis."""
         reply = self._run(
@@ -233,6 +354,7 @@ class RedisLockStore:
             ignore_key=ignore_key,
             ttl=lock_ttl,
             task_name=task_name,
+            arguments=arguments,
         )
         outcome = _ADMITTED[reply[0]]
         if outcome is Outcome.TRIGGER:
@@ -248,6 +370,7 @@ class RedisLockStore:
         unique_key: str,
         lock_ttl: float | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> Claim:
         """See :meth:`LockStore.claim`; one round trip to Redis."""
         reply = self._run(
@@ -259,6 +382,7 @@ class RedisLockStore:
             ignore_key=None,
             ttl=lock_ttl,
             task_name=task_name,
+            arguments=arguments,
         )
         if reply[0] == 2:  # noqa: PLR2004 - the script's "held by another" reply
             return Claim(str(self.binding.decode(reply[1])), taken=False)
@@ -272,6 +396,7 @@ class RedisLockStore:
         ignore_key: str | None,
         ignore_ttl: float | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> None:
         """See :meth:`LockStore.release`; one round trip to Redis, owner-safe and atomic."""
         self._run(
@@ -283,6 +408,7 @@ class RedisLockStore:
             ignore_key=ignore_key,
             ttl=ignore_ttl,
             task_name=task_name,
+            arguments=arguments,
         )
 
     def ignore(
@@ -293,6 +419,7 @@ class RedisLockStore:
         ignore_ttl: float | None,
         unique_key: str | None,
         task_name: str | None = None,
+        arguments: CallArguments | None = None,
     ) -> None:
         """See :meth:`LockStore.ignore`; one round trip, beside the call's lock."""
         self._run(
@@ -304,6 +431,7 @@ class RedisLockStore:
             ignore_key=ignore_key,
             ttl=ignore_ttl,
             task_name=task_name,
+            arguments=arguments,
         )
 
     def holder(self, unique_key: str) -> str | None:
@@ -355,23 +483,101 @@ class RedisLockStore:
         .. versionadded:: 0.1.0
         """
         binding = self.binding
-        prefix = f"{INDEX_PREFIX}|" if task_name is None else _entry_key_prefix(task_name)
-        pattern = _glob_escape(binding.make_key(prefix)) + "*"
+        pattern = self._entries_pattern(task_name, None)
         with binding.guard(f"list the keys of {task_name or 'every task'!r}"):
             entries = list(binding.client.scan_iter(match=pattern, count=self.SCAN_COUNT))
-            pipe = binding.client.pipeline(transaction=False)
-            for entry in entries:
-                pipe.get(entry)
-            refs = [json.loads(value) for value in pipe.execute() if value is not None]
-            if task_name is not None:
-                refs = [ref for ref in refs if ref["task"] == task_name]
-            found = self.peek([(ref["key"], ref["beside"]) for ref in refs])
-        held = [
-            HeldKey(ref["task"], ref["kind"], ref["key"], ref["beside"], task_id, ttl)
+            return _by_time_left(self._read_entries(entries, task_name, None))
+
+    def held_page(
+        self,
+        cursor: str | None = None,
+        *,
+        task_name: str | None = None,
+        kind: KeyKind | None = None,
+        search: str | None = None,
+        size: int = 100,
+    ) -> HeldPage:
+        """Return one page of the locks and ignore windows that have an index entry.
+
+        Walks the keyspace with ``SCAN`` from ``cursor`` until it has found ``size`` keys (or
+        a few more: a ``SCAN`` step is never cut), has walked it all, or has asked Redis to look
+        at :attr:`PAGE_SCAN_BUDGET` keys; so a page costs a bounded number of round trips
+        however many keys Redis holds. Pages follow the keyspace's order, not the time left;
+        within a page, keys are sorted soonest to expire first.
+
+        Args:
+            cursor: where to go on, as the previous page's :attr:`HeldPage.cursor`; None starts.
+            task_name: only this task's keys.
+            kind: only unique locks, or only ignore windows.
+            search: only keys whose task name, key, holder's task id or arguments contain it
+                (case-insensitive).
+            size: how many keys the page aims at.
+
+        Raises:
+            ValueError: ``cursor`` is not one this method returned for this Redis.
+            LockStoreUnavailableError: the store's Redis could not be reached.
+
+        .. versionadded:: 0.1.0
+        """
+        binding = self.binding
+        pattern = self._entries_pattern(task_name, kind)
+        needle = search.casefold() if search else None
+        found: list[HeldKey] = []
+        count, scanned = size, 0
+        with binding.guard(f"list the keys of {task_name or 'every task'!r}"):
+            while True:
+                cursor, entries = _scan_step(binding.client, cursor, pattern, count)
+                scanned += count
+                found += [
+                    key
+                    for key in self._read_entries(entries, task_name, kind)
+                    if needle is None or needle in _searched_text(key)
+                ]
+                if cursor is None or len(found) >= size or scanned >= self.PAGE_SCAN_BUDGET:
+                    return HeldPage(_by_time_left(found), cursor)
+                # Few matches so far: the keyspace is mostly other keys, look further per step.
+                count = min(count * 2, self.SCAN_COUNT)
+
+    def _entries_pattern(self, task_name: str | None, kind: KeyKind | None) -> str:
+        """Return the ``SCAN MATCH`` pattern of the index entries of a task (and kind)."""
+        prefix = f"{INDEX_PREFIX}|" if task_name is None else _entry_key_prefix(task_name)
+        if task_name is not None and kind is not None:
+            prefix = f"{prefix}{kind}|"
+        return _glob_escape(self.binding.make_key(prefix)) + "*"
+
+    def _read_entries(
+        self, entries: Sequence[bytes | str], task_name: str | None, kind: KeyKind | None
+    ) -> list[HeldKey]:
+        """Return the keys that ``entries`` name and that are held, with two pipelines."""
+        if not entries:
+            return []
+        pipe = self.binding.client.pipeline(transaction=False)
+        for entry in entries:
+            pipe.get(entry)
+        refs = [json.loads(value) for value in pipe.execute() if value is not None]
+        # A prefix is shared by names that differ only in braces, and a kind is not in the
+        # pattern of all tasks' entries: the entry's own fields decide.
+        refs = [
+            ref
+            for ref in refs
+            if (task_name is None or ref["task"] == task_name)
+            and (kind is None or ref["kind"] == kind)
+        ]
+        found = self.peek([(ref["key"], ref["beside"]) for ref in refs])
+        return [
+            HeldKey(
+                ref["task"],
+                ref["kind"],
+                ref["key"],
+                ref["beside"],
+                task_id,
+                ttl,
+                ref.get("args"),
+                ref.get("kwargs"),
+            )
             for ref, (task_id, ttl) in zip(refs, found, strict=True)
             if task_id is not None
         ]
-        return sorted(held, key=lambda key: (key.ttl is None, key.ttl or 0, key.task_name))
 
     def discard(
         self,
@@ -418,8 +624,9 @@ class RedisLockStore:
         ignore_key: str | None,
         ttl: float | None,
         task_name: str | None,
+        arguments: CallArguments | None,
     ) -> Any:
-        """Run ADMIT or RELEASE with a call's keys; return the script's reply."""
+        """Run one of the call scripts with a call's keys; return the script's reply."""
         binding = self.binding
         keys = []
         entries: list[tuple[KeyKind, str, str | None]] = []
@@ -433,8 +640,7 @@ class RedisLockStore:
         if task_name is not None:
             for kind, key, beside in entries:
                 keys.append(self._entry_key(task_name, kind, key, beside or key))
-                value = {"task": task_name, "kind": kind, "key": key, "beside": beside}
-                values[kind == "ignore"] = json.dumps(value)
+                values[kind == "ignore"] = _entry_value(task_name, kind, key, beside, arguments)
         args = (
             "1" if lock and unique_key is not None else "0",
             "0" if ignore_key is None else "1",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from django.core.management.base import BaseCommand, CommandError
 
 from celery_events import operations
-from celery_events.locks import LockStoreUnavailableError, Outcome
+from celery_events.locks import LockStoreUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,12 +22,6 @@ if TYPE_CHECKING:
     from django.core.management.base import CommandParser
 
 __all__ = ["Command"]
-
-_NEXT_CALL = {
-    Outcome.TRIGGER: "trigger: publish a new task",
-    Outcome.UNIQUE: "return the holder's result ({task_id}); nothing is published",
-    Outcome.IGNORED: "be ignored (IgnoredResult); nothing is published",
-}
 
 
 def _seconds(ttl: float | None) -> str:
@@ -110,8 +104,7 @@ class Command(BaseCommand):
                 lines.append((label, "free" if state.kind == "unique" else "closed"))
             else:
                 lines.append((label, f"{verb} {state.task_id}, {_seconds(state.ttl)} left"))
-        lock_holder = explanation.lock.task_id if explanation.lock else None
-        lines.append(("next call", _NEXT_CALL[explanation.next_call].format(task_id=lock_holder)))
+        lines.append(("next call", explanation.next_call_text()))
         width = max(len(label) for label, _ in lines)
         for label, value in lines:
             self.stdout.write(f"{label:<{width}}  {value}")
