@@ -3,7 +3,9 @@
 The commands are read from README.md's "Installation" and "Why didn't my task run?" sections, so
 that the README cannot show one that does not work there. Each runs in a process of its own, in
 ``example/``, with stdin from /dev/null (as in a script), the tests' Redis as ``REDIS_URL`` and a
-key prefix of this test's own, whose keys are deleted at the end.
+key prefix of this test's own, whose keys are deleted at the end. Those that write the example's
+SQLite file run in a copy of ``example/``, so that the checkout's file stays as the developer left
+it.
 """
 
 from __future__ import annotations
@@ -28,19 +30,34 @@ README_SECTIONS = ("Installation", "Why didn't my task run?")
 DIGEST = "orders.tasks.send_weekly_digest"
 
 
-def readme_commands() -> list[list[str]]:
-    """Return the arguments of each ``python manage.py`` line of the sections' ``sh`` blocks."""
+def readme_sections() -> dict[str, str]:
+    """Return the text of each section and subsection of README.md, by heading.
+
+    A section's text ends at its first subsection, whose commands are then its own.
+    """
     readme = (ROOT / "README.md").read_text()
+    parts = re.split(r"^#{2,3} (.+)\n", readme, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def manage_lines(text: str) -> list[list[str]]:
+    """Return the arguments of each ``python manage.py`` line of the ``sh`` blocks of ``text``."""
     commands = []
-    for section in README_SECTIONS:
-        _, found, rest = readme.partition(f"\n## {section}\n")
-        assert found, f"README.md has no section {section!r}"
-        body = rest.split("\n## ", 1)[0]
-        for block in re.findall(r"^```sh\n(.*?)^```", body, flags=re.DOTALL | re.MULTILINE):
-            for line in block.splitlines():
-                words = shlex.split(line, comments=True)
-                if words[:2] == ["python", "manage.py"]:
-                    commands.append(words[2:])
+    for block in re.findall(r"^```sh\n(.*?)^```", text, flags=re.DOTALL | re.MULTILINE):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:2] == ["python", "manage.py"]:
+                commands.append(words[2:])
+    return commands
+
+
+def readme_commands(*sections: str) -> list[list[str]]:
+    """Return the arguments of each ``python manage.py`` line of the sections, in order."""
+    found = readme_sections()
+    commands = []
+    for section in sections:
+        assert section in found, f"README.md has no section {section!r}"
+        commands += manage_lines(found[section])
     return commands
 
 
@@ -57,6 +74,27 @@ def _delete_example_keys(redis_client) -> Iterator[None]:
         redis_client.delete(*keys)
 
 
+@pytest.fixture(name="example_copy")
+def fixture_example_copy(tmp_path) -> Path:
+    """A copy of example/, whose SQLite file is the test's own."""
+    return Path(
+        shutil.copytree(
+            ROOT / "example",
+            tmp_path / "example",
+            ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__"),
+        )
+    )
+
+
+def example_env(*, redis: bool = True) -> dict[str, str]:
+    """Return the environment of the example's processes: see :func:`run_example`."""
+    env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "DEMO_REDIS_KEY_PREFIX": example_prefix()}
+    if not redis:
+        del env["REDIS_URL"]
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # the test suite's; the example sets its own
+    return env
+
+
 def run_example(
     directory: Path, *args: str, redis: bool = True
 ) -> subprocess.CompletedProcess[str]:
@@ -65,14 +103,10 @@ def run_example(
     On the tests' Redis, under :func:`example_prefix` (or, with ``redis=False``, on the
     example's local-memory cache); stdin from /dev/null, as in a script.
     """
-    env = {**os.environ, "REDIS_URL": settings.REDIS_URL, "DEMO_REDIS_KEY_PREFIX": example_prefix()}
-    if not redis:
-        del env["REDIS_URL"]
-    env.pop("DJANGO_SETTINGS_MODULE", None)  # the test suite's; the example sets its own
     return subprocess.run(  # noqa: S603 - our own interpreter, README and demo
         [sys.executable, *args],
         cwd=directory,
-        env=env,
+        env=example_env(redis=redis),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -86,8 +120,16 @@ def manage(args: list[str]) -> subprocess.CompletedProcess[str]:
     return run_example(ROOT / "example", "manage.py", *args)
 
 
+def test_every_manage_py_line_of_the_readme_is_in_a_section_that_these_tests_run():
+    every = manage_lines((ROOT / "README.md").read_text())
+
+    assert every == readme_commands(*README_SECTIONS)
+
+
 def test_readme_commands_work_on_the_example_project(redis_client):
-    check, run_once, explain, listing, release, release_all = readme_commands()
+    check, run_once, explain, listing, release, release_all = readme_commands(
+        "Installation", "Why didn't my task run?"
+    )
 
     checked = manage(check)
     assert checked.returncode == 0, checked.stderr
@@ -134,15 +176,8 @@ def test_check_warns_that_the_examples_local_memory_cache_locks_nothing_between_
     assert "orders.tasks." in checked.stderr  # its tasks are found, though no worker imported them
 
 
-def test_demo_on_redis_deletes_its_keys_and_says_so(redis_client, tmp_path):
-    # A copy of the example, so that the demo's SQLite file is the test's own.
-    example = shutil.copytree(
-        ROOT / "example",
-        tmp_path / "example",
-        ignore=shutil.ignore_patterns("*.sqlite3", "__pycache__"),
-    )
-
-    done = run_example(example, "demo.py")
+def test_demo_on_redis_deletes_its_keys_and_says_so(redis_client, example_copy):
+    done = run_example(example_copy, "demo.py")
 
     assert done.returncode == 0, done.stderr
     last = done.stdout.rstrip().splitlines()[-1]
