@@ -1,4 +1,4 @@
-"""The demo's Django project: settings and the Celery app."""
+"""The demo's Django project: settings, URLs (the admin's) and the Celery app."""
 
 # Loaded whenever Django starts (manage.py, a worker, demo.py), so that the project's Celery app
 # is the current one: manage.py celery_events finds the tasks there.

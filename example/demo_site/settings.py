@@ -1,8 +1,9 @@
 """Django settings of the example project: in memory by default, Redis when REDIS_URL is set.
 
-The database is a git-ignored SQLite file beside this project, migrated by ``demo.py``. Django's
-local-memory cache lives and dies with each process, so ``manage.py celery_events`` sees the
-locks and ignore windows of other processes only when they are in Redis (REDIS_URL).
+The database is a git-ignored SQLite file beside this project, migrated by ``demo.py`` (or
+``manage.py migrate``). Django's local-memory cache lives and dies with each process, so
+``manage.py celery_events`` and the admin's held locks page see the locks and ignore windows of
+other processes only when they are in Redis (REDIS_URL).
 """
 
 from __future__ import annotations
@@ -13,9 +14,49 @@ from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = "celery-events-demo"  # the demo serves no requests
+# A key in the repository is safe only because the example's one server is `manage.py runserver`
+# on the developer's own machine (the README's admin section); it is never deployed.
+SECRET_KEY = "celery-events-demo"
+# For the same reason: runserver serves the admin's CSS and JavaScript only with DEBUG on, and
+# with ALLOWED_HOSTS empty DEBUG admits the local host names alone.
+DEBUG = True
+ALLOWED_HOSTS: list[str] = []
 USE_TZ = True
-INSTALLED_APPS = ["celery_events", "orders"]
+INSTALLED_APPS = [
+    # What the admin needs: its users, permissions and sessions, and its static files.
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "celery_events",
+    "orders",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "demo_site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,  # the admin's templates, and celery_events' own
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+STATIC_URL = "static/"
 DATABASES = {
     "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "demo.sqlite3"},
 }

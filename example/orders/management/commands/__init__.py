@@ -1,0 +1,1 @@
+"""``manage.py create_staff_user``: see its module."""
