@@ -76,8 +76,11 @@ def fixture_releaser(releaser_user) -> Client:
 
 
 def call(x: int, task=tasks.ops_unique_ignored, **kwargs: Any) -> str:
-    """Take the lock of ``task(x)`` with a real call; return its task id."""
-    return str(task.apply_async(args=(x,), kwargs=kwargs).id)
+    """Take the lock of ``task(x)`` with a real call; return its task id.
+
+    Published to a queue that no worker consumes, so that the lock stays held.
+    """
+    return str(task.apply_async(args=(x,), kwargs=kwargs, queue="caller-only").id)
 
 
 def succeed(x: int) -> str:
@@ -166,6 +169,17 @@ def test_list_shows_task_arguments_holder_and_time_left(settings, viewer, backen
     assert task_id in row
     assert re.search(r"<td>(\d+\.\d) s</td>", row)
     assert 0 < float(re.search(r"<td>(\d+\.\d) s</td>", row).group(1)) <= 60
+
+
+def test_list_shows_the_arguments_of_a_window_a_worker_opened(worker, viewer):
+    result = tasks.ops_unique_ignored.apply_async(args=(11,), kwargs={"label": "w"})
+    result.get(timeout=30)
+
+    [row] = rows(viewer.get(LIST_URL))
+
+    assert "ignore window" in row
+    assert result.id in row
+    assert '(*[11], **{"label": "w"})' in row
 
 
 @pytest.mark.parametrize(
@@ -372,7 +386,9 @@ def test_release_asks_for_confirmation_then_releases_and_logs(releaser, releaser
 def test_release_from_explain_releases_the_lock_and_the_window(releaser):
     opened = succeed(2)
     # Not ignored (the per-call option), so it takes the lock beside the open window.
-    tasks.ops_unique_ignored.apply_async(args=(2,), ignore_task_after_success=False)
+    tasks.ops_unique_ignored.apply_async(
+        args=(2,), ignore_task_after_success=False, queue="caller-only"
+    )
     page = releaser.get(EXPLAIN_URL, {"task": TASK, "args": "[2]"})
 
     releaser.post(RELEASE_URL, {"key": tokens(page), "confirm": "yes"})

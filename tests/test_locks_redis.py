@@ -190,6 +190,38 @@ def test_held_lists_the_keys_of_every_node_of_a_cluster(request, settings, redis
     assert sorted(key.key for key in held) == sorted(keys)  # SCAN visited every primary
 
 
+def test_held_page_walks_every_topology_page_by_page(topology_store):
+    task_name = f"paged.{_key()}"
+    keys = [_key() for _ in range(30)]
+    for n, key in enumerate(keys):
+        topology_store.admit(
+            task_id=f"t{n}",
+            unique_key=key,
+            lock_ttl=60,
+            ignore_key=None,
+            task_name=task_name,
+            arguments=([n], {}),
+        )
+
+    pages, cursor = [], None
+    while True:
+        page = topology_store.held_page(cursor, task_name=task_name, size=4)
+        pages.append(page.keys)
+        if page.cursor is None:
+            break
+        cursor = page.cursor
+
+    found = [key for page in pages for key in page]
+    assert sorted(key.key for key in found) == sorted(keys)  # every primary, each key once
+    assert {key.task_id: key.args for key in found} == {f"t{n}": [n] for n in range(30)}
+    assert len(pages) > 1
+
+
+def test_held_page_refuses_a_cursor_it_did_not_give_on_every_topology(topology_store):
+    with pytest.raises(ValueError, match="'nonsense' is not a SCAN cursor"):
+        topology_store.held_page("nonsense")
+
+
 def test_cluster_node_that_dies_fails_the_calls_of_its_slots_then_of_all(settings):
     with cluster_topology() as nodes:
         use_cache(settings, "dying-cluster", cluster_cache(nodes))
