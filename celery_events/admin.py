@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["HeldLockAdmin"]
 
 #: The salt of the signed keys of the release form: a signature made for anything else fails.
-RELEASE_SALT: Final = "celery_events.admin.release"
+_RELEASE_SALT: Final = "celery_events.admin.release"
 
 _KINDS: Final = {"unique": "unique lock", "ignore": "ignore window"}
 
@@ -275,7 +275,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 def _sign(key: HeldKey) -> str:
     """Return ``key`` as a signed text for the release form."""
     fields = [key.task_name, key.kind, key.key, key.beside, key.task_id, key.args, key.kwargs]
-    return signing.dumps(fields, salt=RELEASE_SALT, compress=True)
+    return signing.dumps(fields, salt=_RELEASE_SALT, compress=True)
 
 
 def _unsign(token: str) -> HeldKey:
@@ -286,7 +286,7 @@ def _unsign(token: str) -> HeldKey:
     """
     try:
         task_name, kind, key, beside, task_id, args, kwargs = signing.loads(
-            token, salt=RELEASE_SALT
+            token, salt=_RELEASE_SALT
         )
     except (signing.BadSignature, ValueError) as exc:
         msg = f"the release form's key {token[:40]!r} is not one this admin signed"

@@ -3,6 +3,7 @@
 SECRET_KEY = "celery-events-docs"  # noqa: S105 - builds the docs, serves nothing
 USE_TZ = True
 INSTALLED_APPS = [
+    "django.contrib.admin",  # celery_events.admin imports the admin log's model
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "celery_events",

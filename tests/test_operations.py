@@ -158,6 +158,18 @@ def test_list_shows_locks_and_windows_sorted_by_time_left():
     assert "holder-1" in text.splitlines()[1]
 
 
+def test_list_json_shows_the_arguments_of_a_real_call():
+    task_id = str(
+        tasks.ops_unique_ignored.apply_async(
+            args=(5,), kwargs={"label": "x"}, queue="caller-only"
+        ).id
+    )
+
+    [listed] = json.loads(run("list", "--json"))
+
+    assert (listed["task_id"], listed["args"], listed["kwargs"]) == (task_id, [5], {"label": "x"})
+
+
 def test_list_filters_by_task():
     hold(1, "holder-1")
     tasks.locks_unique.apply(args=("x",))  # released at once; a hold of another task:

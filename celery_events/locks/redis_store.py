@@ -195,7 +195,7 @@ class HeldKey:
 
 @dataclass(frozen=True, slots=True)
 class HeldPage:
-    """One page of :meth:`RedisLockStore.held_page`.
+    """One page of :meth:`~celery_events.locks.RedisLockStore.held_page`.
 
     .. versionadded:: 0.1.0
     """
@@ -506,7 +506,7 @@ class RedisLockStore:
         within a page, keys are sorted soonest to expire first.
 
         Args:
-            cursor: where to go on, as the previous page's :attr:`HeldPage.cursor`; None starts.
+            cursor: where to go on, as the previous page's ``HeldPage.cursor``; None starts.
             task_name: only this task's keys.
             kind: only unique locks, or only ignore windows.
             search: only keys whose task name, key, holder's task id or arguments contain it

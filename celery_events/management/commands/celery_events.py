@@ -219,6 +219,8 @@ def _held_dict(key: operations.HeldKey) -> dict[str, Any]:
         "task_id": key.task_id,
         "ttl": key.ttl,
         "key": key.key,
+        "args": key.args,
+        "kwargs": key.kwargs,
     }
 
 
