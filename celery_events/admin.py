@@ -93,12 +93,12 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         error = None
         keys: list[HeldKey] = []
         next_cursor = None
-        if kind not in (None, *_KINDS):
-            error = f"kind {kind!r} is not one of {', '.join(_KINDS)}"
-        elif not isinstance(get_lock_store(), RedisLockStore):
-            error = _cannot_list_text()
-        else:
-            try:
+        try:
+            if kind not in (None, *_KINDS):
+                error = f"kind {kind!r} is not one of {', '.join(_KINDS)}"
+            elif not isinstance(get_lock_store(), RedisLockStore):
+                error = _cannot_list_text()
+            else:
                 page = operations.held_page(
                     cursor,
                     task_name=task_name,
@@ -106,10 +106,9 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     search=search,
                     size=self.list_per_page,
                 )
-            except (OperationError, LockStoreUnavailableError) as exc:
-                error = str(exc)
-            else:
                 keys, next_cursor = page.keys, page.cursor
+        except (OperationError, LockStoreUnavailableError) as exc:
+            error = str(exc)
         filters = {"task": task_name, "kind": kind, "q": search}
         context = {
             **self._context(request, "list", str(self.opts.verbose_name_plural).capitalize()),

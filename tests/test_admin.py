@@ -26,6 +26,7 @@ from celery_events.locks.redis_store import ENTRY_ARGUMENTS_LIMIT
 from tests import tasks
 from tests.lock_helpers import DJANGO_REDIS_PACKAGE_CACHE, redis_cache, use_cache
 from tests.redis_monitor import monitored
+from tests.redis_topologies import CLUSTER_BACKEND
 from tests.services import _free_port
 
 if TYPE_CHECKING:
@@ -464,6 +465,18 @@ def test_list_with_redis_down_says_so(viewer, redis_down):
     assert "cache 'down' could not list the keys of 'every task': Redis is unreachable" in text(
         response
     )
+
+
+def test_list_with_a_redis_cluster_down_says_so(settings, viewer):
+    # Nothing listens on port 1: the cluster client cannot even ask for the slot map.
+    use_cache(
+        settings, "no-cluster", {"BACKEND": CLUSTER_BACKEND, "LOCATION": "redis://127.0.0.1:1"}
+    )
+
+    response = viewer.get(LIST_URL)
+
+    assert response.status_code == 200
+    assert "cache 'no-cluster' could not make its client: Redis is unreachable" in text(response)
 
 
 def test_explain_with_redis_down_says_so(viewer, redis_down):

@@ -541,9 +541,11 @@ class RedisLockStore:
     def _entries_pattern(self, task_name: str | None, kind: KeyKind | None) -> str:
         """Return the ``SCAN MATCH`` pattern of the index entries of a task (and kind)."""
         prefix = f"{INDEX_PREFIX}|" if task_name is None else _entry_key_prefix(task_name)
-        if task_name is not None and kind is not None:
-            prefix = f"{prefix}{kind}|"
-        return _glob_escape(self.binding.make_key(prefix)) + "*"
+        if kind is None:
+            return _glob_escape(self.binding.make_key(prefix)) + "*"
+        if task_name is None:  # any task's name, then the kind's field
+            return _glob_escape(self.binding.make_key(prefix)) + f"*|{kind}|*"
+        return _glob_escape(self.binding.make_key(f"{prefix}{kind}|")) + "*"
 
     def _read_entries(
         self, entries: Sequence[bytes | str], task_name: str | None, kind: KeyKind | None
