@@ -164,6 +164,9 @@ return 0
 
 _ADMITTED: Final = {0: Outcome.IGNORED, 1: Outcome.TRIGGER, 2: Outcome.UNIQUE}
 
+#: Index entries are written on every trigger: compact JSON, by an encoder made once.
+_encode_entry: Final = json.JSONEncoder(separators=(",", ":")).encode
+
 
 def _milliseconds(seconds: float | None) -> int:
     """Return a time to live for ``PX`` (at least 1 ms), or 0 for a key that never expires."""
@@ -236,13 +239,13 @@ def _entry_value(
     if arguments is not None:
         args, kwargs = arguments
         try:
-            with_arguments = json.dumps({**entry, "args": list(args), "kwargs": dict(kwargs)})
+            with_arguments = _encode_entry({**entry, "args": args, "kwargs": kwargs})
         except (TypeError, ValueError):  # not JSON; a circular structure is a ValueError
             pass
         else:
             if len(with_arguments) <= ENTRY_ARGUMENTS_LIMIT:
                 return with_arguments
-    return json.dumps(entry)
+    return _encode_entry(entry)
 
 
 def _by_time_left(keys: list[HeldKey]) -> list[HeldKey]:
