@@ -24,6 +24,7 @@ from celery_events.config import settings as celery_events_settings
 from celery_events.locks import get_lock_store
 from celery_events.locks.redis_store import ENTRY_ARGUMENTS_LIMIT
 from tests import tasks
+from tests.conftest import wait_for
 from tests.lock_helpers import DJANGO_REDIS_PACKAGE_CACHE, redis_cache, use_cache
 from tests.redis_monitor import monitored
 from tests.redis_topologies import CLUSTER_BACKEND
@@ -157,7 +158,9 @@ def test_viewers_see_no_release_and_cannot_post_one(viewer, releaser):
     "backend", ["django.core.cache.backends.redis.RedisCache", DJANGO_REDIS_PACKAGE_CACHE]
 )
 def test_list_shows_task_arguments_holder_and_time_left(settings, viewer, backend):
-    use_cache(settings, "admin", {**redis_cache(django_settings.REDIS_URL), "BACKEND": backend})
+    # Under the prefix that the suite's autouse fixture cleans after each test.
+    config = redis_cache(django_settings.REDIS_URL, prefix="cache:admin")
+    use_cache(settings, "admin", {**config, "BACKEND": backend})
     task_id = call(7, label="weekly")
 
     response = viewer.get(LIST_URL)
@@ -175,6 +178,8 @@ def test_list_shows_task_arguments_holder_and_time_left(settings, viewer, backen
 def test_list_shows_the_arguments_of_a_window_a_worker_opened(worker, viewer):
     result = tasks.ops_unique_ignored.apply_async(args=(11,), kwargs={"label": "w"})
     result.get(timeout=30)
+    # The worker opens the window in on_success, after it stored the result that get() read.
+    wait_for(lambda: rows(viewer.get(LIST_URL)), "the worker to open the ignore window")
 
     [row] = rows(viewer.get(LIST_URL))
 
