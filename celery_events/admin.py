@@ -146,7 +146,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "form": {"task": task_name, "args": args_text, "kwargs": kwargs_text},
             "task_names": operations.keyed_task_names(),
             "explanation": explanation,
-            "states": _states(explanation) if explanation else [],
+            "states": explanation.key_lines() if explanation else [],
             "error": error,
             "release_tokens": [_sign(key) for key in held],
             "can_release": self.has_release_permission(request),
@@ -231,7 +231,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "key": key,
             "kind": _KINDS[key.kind],
             "arguments": _call_text(key) if known else None,
-            "time_left": _time_left(key.ttl),
+            "time_left": operations.time_left_text(key.ttl),
             "token": _sign(key),
             "explain_query": urlencode(explain),
         }
@@ -293,32 +293,12 @@ def _unsign(token: str) -> HeldKey:
     return HeldKey(task_name, kind, key, beside, task_id, None, args, kwargs)
 
 
-def _states(explanation: operations.Explanation) -> list[tuple[str, str]]:
-    """Return the explain page's lines of the call's lock and window, as the command has them."""
-    lines = []
-    for label, state, verb in (
-        ("Unique lock", explanation.lock, "held by"),
-        ("Ignore window", explanation.window, "opened by"),
-    ):
-        if state is None:
-            lines.append((label, "none (not configured)"))
-        elif state.task_id is None:
-            lines.append((label, "free" if state.kind == "unique" else "closed"))
-        else:
-            lines.append((label, f"{verb} {state.task_id}, {_time_left(state.ttl)} left"))
-    return lines
-
-
 def _describe(key: HeldKey) -> str:
     return f"{_KINDS[key.kind]} {key.key} of task {key.task_name} (task id {key.task_id})"
 
 
 def _call_text(key: HeldKey) -> str:
     return f"(*{json.dumps(key.args)}, **{json.dumps(key.kwargs)})"
-
-
-def _time_left(ttl: float | None) -> str:
-    return "no expiry" if ttl is None else f"{ttl:.1f} s"
 
 
 def _query(filters: dict[str, str | None], **more: str | None) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "parse_call",
     "release",
     "release_task",
+    "time_left_text",
 ]
 
 
@@ -54,6 +55,11 @@ _NEXT_CALL: Final = {
     Outcome.UNIQUE: "return the holder's result ({task_id}); nothing is published",
     Outcome.IGNORED: "be ignored (IgnoredResult); nothing is published",
 }
+
+
+def time_left_text(ttl: float | None) -> str:
+    """Return a key's seconds left in words: ``59.9 s``, or ``no expiry`` for None."""
+    return "no expiry" if ttl is None else f"{ttl:.1f} s"
 
 
 class OperationError(Exception):
@@ -99,6 +105,25 @@ class Explanation:
         """Return what the next call does, in words."""
         holder = self.lock.task_id if self.lock else None
         return _NEXT_CALL[self.next_call].format(task_id=holder)
+
+    def key_lines(self) -> list[tuple[str, str]]:
+        """Return a line per key, ``(label, state)``: what holds it, for how long.
+
+        As ``manage.py celery_events explain`` prints them and the admin's Explain page shows
+        them ("held by ID, 59.9 s left", "free", "closed", "none (not configured)").
+        """
+        lines = []
+        for label, state, verb in (
+            ("unique lock", self.lock, "held by"),
+            ("ignore window", self.window, "opened by"),
+        ):
+            if state is None:
+                lines.append((label, "none (not configured)"))
+            elif state.task_id is None:
+                lines.append((label, "free" if state.kind == "unique" else "closed"))
+            else:
+                lines.append((label, f"{verb} {state.task_id}, {time_left_text(state.ttl)} left"))
+        return lines
 
     def held_keys(self) -> list[HeldKey]:
         """Return the call's held lock and open window, as :func:`discard` takes them."""

@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError
 
 from tests import exporter_worker, tasks
 from tests.celery_app import app
+from tests.services import stop_process
 from tests.tasks import EVENTS_KEY, add
 
 if TYPE_CHECKING:
@@ -131,11 +132,7 @@ def running_worker(
             pytest.fail(f"the worker did not start:\n{log.read_text()}")
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 @pytest.fixture(name="worker", scope="session")

@@ -67,6 +67,16 @@ def start_redis_server() -> tuple[str, subprocess.Popen[bytes]]:
     raise RuntimeError(msg)
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Stop a process the tests started: SIGTERM, and SIGKILL if it has not exited in time."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def redis_url() -> str:
     """Return the Redis the tests use: REDIS_URL, else a throwaway redis-server."""
     url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)

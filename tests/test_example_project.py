@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING
 import pytest
 from django.conf import settings
 
+from tests.services import stop_process
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
@@ -165,12 +167,7 @@ def serving(directory: Path, runserver: list[str], log: Path) -> Iterator[str]:
                 time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process(server, timeout=10)
 
 
 def admin_login(url: str, username: str, password: str, next_path: str) -> tuple[str, str]:

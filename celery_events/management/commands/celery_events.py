@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["Command"]
 
 
-def _seconds(ttl: float | None) -> str:
-    return "no expiry" if ttl is None else f"{ttl:.1f} s"
-
-
 class Command(BaseCommand):
     """Explain, list and release the unique locks and ignore windows of tasks."""
 
@@ -94,16 +90,7 @@ class Command(BaseCommand):
             ("args", json.dumps(explanation.args)),
             ("kwargs", json.dumps(explanation.kwargs)),
         ]
-        for label, state, verb in (
-            ("unique lock", explanation.lock, "held by"),
-            ("ignore window", explanation.window, "opened by"),
-        ):
-            if state is None:
-                lines.append((label, "none (not configured)"))
-            elif state.task_id is None:
-                lines.append((label, "free" if state.kind == "unique" else "closed"))
-            else:
-                lines.append((label, f"{verb} {state.task_id}, {_seconds(state.ttl)} left"))
+        lines += explanation.key_lines()
         lines.append(("next call", explanation.next_call_text()))
         width = max(len(label) for label, _ in lines)
         for label, value in lines:
@@ -204,7 +191,10 @@ class Command(BaseCommand):
 
     def _table(self, keys: Sequence[operations.HeldKey]) -> None:
         rows = [("TIME LEFT", "KIND", "TASK", "TASK ID", "KEY")]
-        rows += [(_seconds(key.ttl), key.kind, key.task_name, key.task_id, key.key) for key in keys]
+        rows += [
+            (operations.time_left_text(key.ttl), key.kind, key.task_name, key.task_id, key.key)
+            for key in keys
+        ]
         widths = [max(len(row[column]) for row in rows) for column in range(4)]
         for row in rows:
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
