@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from celery import current_app
 from django.apps import AppConfig
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
@@ -14,6 +13,8 @@ from .exporters import connect_exporters, disconnect_exporters
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from celery import Celery
 
     from .exporters import Exporter
 
@@ -49,7 +50,7 @@ class CeleryEventsConfig(AppConfig):
         app = import_string(settings.CELERY_SETTINGS) if settings.CELERY_SETTINGS else None
         self.command_tasks = generate_command_tasks(DjangoTask)
         if settings.CELERY_AUTODISCOVER:
-            (app or current_app).autodiscover_tasks(force=True)
+            (app or _current_celery_app()).autodiscover_tasks(force=True)
         self._connect_exporters()
         setting_changed.connect(self._on_setting_changed, dispatch_uid=f"{self.name}.exporters")
 
@@ -67,3 +68,17 @@ class CeleryEventsConfig(AppConfig):
     def _on_setting_changed(self, *, setting: str, **_: Any) -> None:
         if setting == f"{SETTING_PREFIX}EXPORTERS":
             self._connect_exporters()
+
+
+def _current_celery_app() -> Celery:
+    """Return Celery's current app.
+
+    Not a module-level ``celery.current_app``: Django's ``AppConfig.create`` inspects this
+    module's members, and inspecting that proxy makes Celery create its fallback app, which then
+    stays Celery's default app. The project's app, made later, would be current only in the
+    thread that made it, and every other thread (a threaded web server's, where the admin runs)
+    would look tasks up on the fallback.
+    """
+    from celery import current_app  # noqa: PLC0415 - see above
+
+    return current_app

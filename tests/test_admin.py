@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 import uuid
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
@@ -328,6 +330,29 @@ def test_explain_links_from_the_list_carry_the_call(viewer):
     explained = text(viewer.get(html.unescape(link)))
 
     assert f"held by {task_id}" in explained
+
+
+@pytest.mark.django_db(transaction=True)  # the thread's own connection sees the user committed
+def test_explain_in_a_thread_of_its_own_finds_the_projects_task(viewer):
+    # As in a threaded web server: Celery's current app is a thread's own, and a new thread's
+    # is Celery's fallback app, which knows none of the project's tasks.
+    task_id = call(12)
+    pages: list[str] = []
+
+    def request() -> None:
+        try:
+            pages.append(text(viewer.get(EXPLAIN_URL, {"task": TASK, "args": "[12]"})))
+            pages.append(text(viewer.get(LIST_URL)))
+        finally:
+            connection.close()  # the thread's own, which would keep the test database in use
+
+    thread = threading.Thread(target=request)
+    thread.start()
+    thread.join()
+
+    explained, listed = pages
+    assert f"held by {task_id}" in explained
+    assert f'href="?task={TASK}"' in listed  # the task filter offers the project's tasks
 
 
 @pytest.mark.parametrize(

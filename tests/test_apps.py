@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from celery.signals import before_task_publish
 from django.apps import apps
@@ -54,3 +58,28 @@ def test_no_message_group_id_by_default(published):
     tasks.caller_plain.apply_async(args=(1,))
 
     assert "MessageGroupId" not in published[-1]
+
+
+def test_django_setup_leaves_the_default_celery_app_to_the_project():
+    # In a fresh process: Django's setup, then the project's app made after it (as a project
+    # does that imports it later than its settings). Celery's Django fix-up makes the first app
+    # its default unless one exists; had the setup made Celery's fallback app, any thread but
+    # the main one (a threaded web server's) would look the project's tasks up on it.
+    script = """
+import threading
+import django
+django.setup()
+from celery import Celery, current_app
+app = Celery("proj")
+seen = []
+thread = threading.Thread(target=lambda: seen.append(current_app.main))
+thread.start()
+thread.join()
+print(seen[0])
+"""
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    out = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    )
+
+    assert out.stdout.strip() == "proj"
