@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck pytest docs package bench clean
+.PHONY: demo test lint typecheck pytest docs package bench clean screenshots
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -43,3 +43,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.lock_commands
 	$(PY) -m benchmarks.scale
+
+# The docs' pictures of the admin section (docs/_static/admin-*.png): the browser tests take
+# them as they run (tests/test_admin_browser.py), with Debian's chromium and chromium-driver.
+screenshots: $(STAMP)
+	CELERY_EVENTS_REQUIRE_BROWSER=1 CELERY_EVENTS_DOCS_SCREENSHOTS=docs/_static \
+		$(PY) -m pytest -p no:cacheprovider tests/test_admin_browser.py

@@ -219,3 +219,17 @@ def fixture_attempt_events(worker_events) -> Callable[[str], list[dict[str, Any]
         )
 
     return read
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say where the browser tests (tests/test_admin_browser.py) saved their screenshots."""
+    saved = {
+        Path(value)
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        for name, value in getattr(report, "user_properties", ())
+        if name == "screenshot"
+    }
+    for directory in sorted({path.parent for path in saved}):
+        count = sum(path.parent == directory for path in saved)
+        terminalreporter.write_line(f"{count} screenshots of the browser tests in {directory}")
