@@ -79,16 +79,6 @@ def holder_of(x: int, **kwargs: Any) -> str | None:
     return get_lock_store().holder(key)
 
 
-# Celery's current app is a thread-local: in the live server's thread, as in any thread of a
-# threaded server (runserver, gunicorn's gthread), it is Celery's fallback app, which knows no
-# task, so that the explain page and the task filter cannot find the project's tasks.
-CURRENT_APP_IN_THREADS = pytest.mark.xfail(
-    reason="celery_events.operations uses celery.current_app, Celery's fallback app in a thread "
-    "other than the one that created the project's app",
-    strict=True,
-)
-
-
 # The browser
 
 
@@ -300,7 +290,6 @@ def test_filter_links_narrow_the_list_by_kind(admin, screenshot):
     assert len(every) == 3
 
 
-@CURRENT_APP_IN_THREADS
 def test_filter_links_narrow_the_list_by_task_keeping_the_kind(admin, screenshot):
     locked = call(1)
     call(3, task=tasks.ops_braced_name)
@@ -344,7 +333,6 @@ def test_search_finds_a_call_by_argument_and_by_holder(admin, screenshot):
 # Explain
 
 
-@CURRENT_APP_IN_THREADS
 def test_explain_form_names_the_holder_and_the_next_call(admin, screenshot):
     task_id = call(4, label="weekly")
 
@@ -363,7 +351,6 @@ def test_explain_form_names_the_holder_and_the_next_call(admin, screenshot):
     assert element(admin, "#release-call").get_attribute("value") == "Release…"
 
 
-@CURRENT_APP_IN_THREADS
 def test_explain_form_with_bad_json_names_the_argument(admin, screenshot):
     click(admin, element(admin, "#tab-explain"))
     element(admin, "#id_task").send_keys(TASK)
