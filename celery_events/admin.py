@@ -110,16 +110,17 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         except (OperationError, LockStoreUnavailableError) as exc:
             error = str(exc)
         filters = {"task": task_name, "kind": kind, "q": search}
+        can_release = self.has_release_permission(request)
         context = {
             **self._context(request, "list", str(self.opts.verbose_name_plural).capitalize()),
-            "rows": [self._row(key) for key in keys],
+            "rows": [self._row(key, signed=can_release) for key in keys],
             "error": error,
             "filters": filters,
             "task_choices": self._choices(filters, "task", operations.keyed_task_names()),
             "kind_choices": self._choices(filters, "kind", list(_KINDS), _KINDS),
             "next_url": _query(filters, cursor=next_cursor) if next_cursor else None,
             "first_url": _query(filters) if cursor else None,
-            "can_release": self.has_release_permission(request),
+            "can_release": can_release,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/celery_events/heldlock/change_list.html", context)
@@ -221,8 +222,14 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "cache_name": settings.CACHE_NAME,
         }
 
-    def _row(self, key: HeldKey) -> dict[str, Any]:
-        """Return what the list and the confirmation page show of ``key``."""
+    def _row(self, key: HeldKey, *, signed: bool = False) -> dict[str, Any]:
+        """Return what the list and the confirmation page show of ``key``.
+
+        Args:
+            key: the held key.
+            signed: whether to sign it for the release form (only for users who may release:
+                signing is most of a row's cost).
+        """
         known = key.args is not None
         explain = {"task": key.task_name}
         if known:
@@ -232,7 +239,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "kind": _KINDS[key.kind],
             "arguments": _call_text(key) if known else None,
             "time_left": operations.time_left_text(key.ttl),
-            "token": _sign(key),
+            "token": _sign(key) if signed else None,
             "explain_query": urlencode(explain),
         }
 
@@ -274,7 +281,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 def _sign(key: HeldKey) -> str:
     """Return ``key`` as a signed text for the release form."""
     fields = [key.task_name, key.kind, key.key, key.beside, key.task_id, key.args, key.kwargs]
-    return signing.dumps(fields, salt=_RELEASE_SALT, compress=True)
+    return signing.dumps(fields, salt=_RELEASE_SALT)
 
 
 def _unsign(token: str) -> HeldKey:

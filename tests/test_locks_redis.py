@@ -222,6 +222,31 @@ def test_held_page_refuses_a_cursor_it_did_not_give_on_every_topology(topology_s
         topology_store.held_page("nonsense")
 
 
+def test_held_page_search_reads_only_the_keys_of_matching_entries(counted):
+    store, url = counted
+    for n in range(50):
+        store.admit(
+            task_id=f"holder-{n}",
+            unique_key=_key(),
+            lock_ttl=60,
+            ignore_key=None,
+            task_name="searched",
+            arguments=([f"order-{n}"], {}),
+        )
+
+    with monitored(url) as commands:
+        by_argument = store.held_page(search="ORDER-7", size=100)
+        by_holder = store.held_page(search="holder-13", size=100)
+        nothing = store.held_page(search="no such call", size=100)
+
+    assert [key.args for key in by_argument.keys] == [["order-7"]]
+    assert [key.task_id for key in by_holder.keys] == ["holder-13"]
+    assert nothing.keys == []
+    # The keys (GET and PTTL) of the two matches only; every entry is read once a search.
+    assert commands.sent.count("PTTL") == 2
+    assert commands.sent.count("GET") == 3 * 50 + 2
+
+
 def test_cluster_node_that_dies_fails_the_calls_of_its_slots_then_of_all(settings):
     with cluster_topology() as nodes:
         use_cache(settings, "dying-cluster", cluster_cache(nodes))

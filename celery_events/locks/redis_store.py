@@ -227,15 +227,28 @@ def _entry_key_prefix(task_name: str) -> str:
 
 
 def _entry_value(
-    task_name: str, kind: KeyKind, key: str, beside: str | None, arguments: CallArguments | None
+    task_name: str,
+    kind: KeyKind,
+    key: str,
+    beside: str | None,
+    task_id: str,
+    arguments: CallArguments | None,
 ) -> str:
     """Return the JSON of an index entry; with the call's arguments when they are JSON and short.
 
+    The entry names the task, the key and the task id the key holds, so that a search of the
+    index (:meth:`RedisLockStore.held_page`) reads only the keys of the entries that match.
     Arguments that JSON cannot encode (the pickle serializer's objects) or that would make the
     entry longer than :data:`ENTRY_ARGUMENTS_LIMIT` are left out: the entry names the key all
     the same, and the admin shows the call's arguments as unknown.
     """
-    entry: dict[str, Any] = {"task": task_name, "kind": kind, "key": key, "beside": beside}
+    entry: dict[str, Any] = {
+        "task": task_name,
+        "kind": kind,
+        "key": key,
+        "beside": beside,
+        "id": task_id,
+    }
     if arguments is not None:
         args, kwargs = arguments
         try:
@@ -252,10 +265,10 @@ def _by_time_left(keys: list[HeldKey]) -> list[HeldKey]:
     return sorted(keys, key=lambda key: (key.ttl is None, key.ttl or 0, key.task_name))
 
 
-def _searched_text(key: HeldKey) -> str:
-    """Return what :meth:`RedisLockStore.held_page`'s search looks in, case-folded."""
-    arguments = "" if key.args is None else json.dumps([key.args, key.kwargs])
-    return f"{key.task_name}\n{key.key}\n{key.task_id}\n{arguments}".casefold()
+def _searched_text(ref: dict[str, Any]) -> str:
+    """Return what :meth:`RedisLockStore.held_page`'s search looks in, of an index entry."""
+    arguments = _encode_entry([ref["args"], ref["kwargs"]]) if "args" in ref else ""
+    return f"{ref['task']}\n{ref['key']}\n{ref.get('id', '')}\n{arguments}".casefold()
 
 
 def _scan_step(
@@ -531,11 +544,7 @@ class RedisLockStore:
             while True:
                 cursor, entries = _scan_step(binding.client, cursor, pattern, count)
                 scanned += count
-                found += [
-                    key
-                    for key in self._read_entries(entries, task_name, kind)
-                    if needle is None or needle in _searched_text(key)
-                ]
+                found += self._read_entries(entries, task_name, kind, needle)
                 if cursor is None or len(found) >= size or scanned >= self.PAGE_SCAN_BUDGET:
                     return HeldPage(_by_time_left(found), cursor)
                 # Few matches so far: the keyspace is mostly other keys, look further per step.
@@ -551,23 +560,41 @@ class RedisLockStore:
         return _glob_escape(self.binding.make_key(f"{prefix}{kind}|")) + "*"
 
     def _read_entries(
-        self, entries: Sequence[bytes | str], task_name: str | None, kind: KeyKind | None
+        self,
+        entries: Sequence[bytes | str],
+        task_name: str | None,
+        kind: KeyKind | None,
+        needle: str | None = None,
     ) -> list[HeldKey]:
-        """Return the keys that ``entries`` name and that are held, with two pipelines."""
+        """Return the keys that ``entries`` name and that are held, with two pipelines.
+
+        Args:
+            entries: the Redis keys of index entries.
+            task_name: only this task's keys.
+            kind: only keys of this kind.
+            needle: only keys whose entry's searched text (:func:`_searched_text`) contains it;
+                case-folded.
+        """
         if not entries:
             return []
         pipe = self.binding.client.pipeline(transaction=False)
         for entry in entries:
             pipe.get(entry)
-        refs = [json.loads(value) for value in pipe.execute() if value is not None]
-        # A prefix is shared by names that differ only in braces, and a kind is not in the
-        # pattern of all tasks' entries: the entry's own fields decide.
-        refs = [
-            ref
-            for ref in refs
-            if (task_name is None or ref["task"] == task_name)
-            and (kind is None or ref["kind"] == kind)
-        ]
+        refs = []
+        for value in pipe.execute():
+            # An entry whose text lacks the needle cannot match: most of a search's entries are
+            # dropped here, unparsed, and their keys are never read.
+            if value is None or (needle is not None and needle not in value.decode().casefold()):
+                continue
+            ref = json.loads(value)
+            # A prefix is shared by names that differ only in braces, and a kind is not in the
+            # pattern of all tasks' entries: the entry's own fields decide.
+            if (
+                (task_name is None or ref["task"] == task_name)
+                and (kind is None or ref["kind"] == kind)
+                and (needle is None or needle in _searched_text(ref))
+            ):
+                refs.append(ref)
         found = self.peek([(ref["key"], ref["beside"]) for ref in refs])
         return [
             HeldKey(
@@ -645,7 +672,9 @@ class RedisLockStore:
         if task_name is not None:
             for kind, key, beside in entries:
                 keys.append(self._entry_key(task_name, kind, key, beside or key))
-                values[kind == "ignore"] = _entry_value(task_name, kind, key, beside, arguments)
+                values[kind == "ignore"] = _entry_value(
+                    task_name, kind, key, beside, task_id, arguments
+                )
         args = (
             "1" if lock and unique_key is not None else "0",
             "0" if ignore_key is None else "1",
