@@ -43,3 +43,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.lock_commands
 	$(PY) -m benchmarks.scale
+	$(PY) -m benchmarks.admin_page
