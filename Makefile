@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.lock_commands
 	$(PY) -m benchmarks.scale
+	$(PY) -m benchmarks.admin_page
 
 # The docs' pictures of the admin section (docs/_static/admin-*.png): the browser tests take
 # them as they run (tests/test_admin_browser.py), with Debian's chromium and chromium-driver.
