@@ -7,7 +7,7 @@ Registered on Django's default admin site for :class:`~celery_events.models.Held
 
 The list walks the lock store's index with ``SCAN`` a page at a time
 (:func:`celery_events.operations.held_page`). A key offered for release travels to the
-confirmation page and back signed (:mod:`django.core.signing`), so a release names only keys this
+confirmation page and back signed (``django.core.signing``), so a release names only keys this
 admin listed, with the holder it read.
 
 .. versionadded:: 0.1.0
