@@ -566,7 +566,7 @@ class RedisLockStore:
         kind: KeyKind | None,
         needle: str | None = None,
     ) -> list[HeldKey]:
-        """Return the keys that ``entries`` name and that are held, with two pipelines.
+        """Return the keys that ``entries`` name and that are held: an ``MGET``, then a pipeline.
 
         Args:
             entries: the Redis keys of index entries.
@@ -577,16 +577,24 @@ class RedisLockStore:
         """
         if not entries:
             return []
-        pipe = self.binding.client.pipeline(transaction=False)
-        for entry in entries:
-            pipe.get(entry)
+        client = self.binding.client
+        # One MGET reads a step's entries twice as fast as as many GETs in a pipeline; a Redis
+        # Cluster's entries are in many slots, and redis-py splits its MGET by slot.
+        values = (
+            client.mget_nonatomic(entries)
+            if isinstance(client, RedisCluster)
+            else client.mget(entries)
+        )
         refs = []
-        for value in pipe.execute():
+        for value in cast("list[bytes | None]", values):  # a cache's client answers bytes
             # An entry whose text lacks the needle cannot match: most of a search's entries are
             # dropped here, unparsed, and their keys are never read.
-            if value is None or (needle is not None and needle not in value.decode().casefold()):
+            if value is None:
                 continue
-            ref = json.loads(value)
+            text = value.decode()
+            if needle is not None and needle not in text.casefold():
+                continue
+            ref = json.loads(text)
             # A prefix is shared by names that differ only in braces, and a kind is not in the
             # pattern of all tasks' entries: the entry's own fields decide.
             if (
