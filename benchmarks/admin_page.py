@@ -50,7 +50,7 @@ from urllib.parse import urlencode
 
 import redis
 
-from tests.services import start_redis_server
+from tests.lock_helpers import throwaway_redis
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if options.redis_url:
             url, private = options.redis_url, False
         else:
-            url, private = stack.enter_context(private_redis()), True
+            url, private = stack.enter_context(throwaway_redis())[0], True
         prefix = f"celery-events-bench-admin-{uuid.uuid4().hex[:8]}"
         stack.enter_context(own_keys(url, prefix))
         directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-admin-"))
@@ -139,17 +139,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
-
-
-@contextmanager
-def private_redis() -> Iterator[str]:
-    """Start a throwaway redis-server for the block; yield its URL."""
-    url, process = start_redis_server()
-    try:
-        yield url
-    finally:
-        process.kill()
-        process.wait()
 
 
 @contextmanager

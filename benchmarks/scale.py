@@ -39,7 +39,7 @@ from kombu import Connection
 
 from benchmarks.scale_app import READY_KEY, record_prefix
 from benchmarks.scale_producer import produce
-from tests.services import start_redis_server
+from tests.lock_helpers import throwaway_redis
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -77,11 +77,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     options = parser.parse_args(argv)
 
     with ExitStack() as stack:
-        lock_url = stack.enter_context(private_redis())
-        record_url = stack.enter_context(private_redis())
+        lock_url = stack.enter_context(throwaway_redis())[0]
+        record_url = stack.enter_context(throwaway_redis())[0]
         broker_urls = {"amqp": options.amqp_url}
         if "redis" in options.brokers:
-            broker_urls["redis"] = stack.enter_context(private_redis())
+            broker_urls["redis"] = stack.enter_context(throwaway_redis())[0]
         os.environ["CELERY_EVENTS_SCALE_LOCK_URL"] = lock_url
         os.environ["CELERY_EVENTS_SCALE_RECORD_URL"] = record_url
         runs = [
@@ -100,17 +100,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     print_report(results)
     if options.json:
         Path(options.json).write_text(json.dumps(results, indent=2))
-
-
-@contextmanager
-def private_redis() -> Iterator[str]:
-    """Start a throwaway redis-server for the block; yield its URL."""
-    url, process = start_redis_server()
-    try:
-        yield url
-    finally:
-        process.kill()
-        process.wait()
 
 
 def run_broker(options: argparse.Namespace, broker: str, broker_url: str) -> list[dict[str, Any]]:
