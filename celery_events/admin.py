@@ -23,6 +23,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.core import signing
+from django.core.cache import InvalidCacheBackendError
 from django.core.exceptions import PermissionDenied, SuspiciousOperation
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -46,6 +47,10 @@ __all__ = ["HeldLockAdmin"]
 _RELEASE_SALT: Final = "celery_events.admin.release"
 
 _KINDS: Final = {"unique": "unique lock", "ignore": "ignore window"}
+
+#: What a page shows as its error rather than fail with: bad input, a cache that cannot answer
+#: (Redis unreachable, or CACHE_NAME naming no cache, which check E003 also reports).
+_UNANSWERED: Final = (OperationError, LockStoreUnavailableError, InvalidCacheBackendError)
 
 
 @admin.register(HeldLock)
@@ -107,7 +112,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     size=self.list_per_page,
                 )
                 keys, next_cursor = page.keys, page.cursor
-        except (OperationError, LockStoreUnavailableError) as exc:
+        except _UNANSWERED as exc:
             error = str(exc)
         filters = {"task": task_name, "kind": kind, "q": search}
         can_release = self.has_release_permission(request)
@@ -139,7 +144,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     args_text, kwargs_text, names=("args", "kwargs")
                 )
                 explanation = operations.explain(task, args, kwargs)
-            except (OperationError, LockStoreUnavailableError) as exc:
+            except _UNANSWERED as exc:
                 error = str(exc)
         held = explanation.held_keys() if explanation else []
         context = {
@@ -184,7 +189,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             )
         try:
             removed = operations.discard(keys)
-        except LockStoreUnavailableError as exc:
+        except _UNANSWERED as exc:
             self.message_user(request, f"Nothing was released: {exc}", messages.ERROR)
             return redirect(changelist)
         self._log_releases(request, removed)

@@ -509,6 +509,16 @@ def test_list_with_a_redis_cluster_down_says_so(settings, viewer):
     assert "cache 'no-cluster' could not make its client: Redis is unreachable" in text(response)
 
 
+@pytest.mark.parametrize("url", [LIST_URL, f"{EXPLAIN_URL}?task={TASK}"])
+def test_pages_with_a_cache_name_naming_no_cache_say_so(settings, viewer, url):
+    settings.DJANGO_CELERY_EXTENSIONS_CACHE_NAME = "missing"
+
+    response = viewer.get(url)
+
+    assert response.status_code == 200
+    assert "CACHE_NAME is 'missing', which names no cache of CACHES" in text(response)
+
+
 def test_explain_with_redis_down_says_so(viewer, redis_down):
     response = viewer.get(EXPLAIN_URL, {"task": TASK, "args": "[1]"})
 
