@@ -12,7 +12,7 @@ from datetime import timedelta
 from unittest import mock
 
 import pytest
-from celery import Task
+from celery import Task, group
 from celery.exceptions import CeleryError, TimeoutError
 from celery.signals import before_task_publish
 from django.core.cache import caches
@@ -23,6 +23,7 @@ from celery_events.config import settings as ce_settings
 from celery_events.task import DjangoTask
 from celery_events.testing import capture_events
 from tests import tasks
+from tests.conftest import wait_for
 
 #: Options of the old API that are the library's own: none may reach the broker.
 LIBRARY_OPTIONS = ("invocation_id", "ignore_task_after_success", "stale_time_limit", "using")
@@ -65,6 +66,18 @@ def fixture_define_task(celery_app):
         return old_api_task
 
     return define
+
+
+def _settled(task):
+    """Wait until the solo worker has settled every task it ran before now.
+
+    Celery stores a result before it runs ``on_success``, where the window opens; the solo
+    worker settles a task before it takes the next, so once a later call's window is open, the
+    earlier calls are settled.
+    """
+    marker = f"settled-{uuid.uuid4().hex[:8]}"
+    task.apply_async(args=(marker,)).get(timeout=30)
+    wait_for(lambda: _window_is_open(task, marker), "the worker to settle the marker call")
 
 
 def _window_is_open(task, *args):
@@ -198,10 +211,65 @@ class TestIgnoreTaskAfterSuccessPerCall:
         tasks.ignored_after_success.apply_async(
             args=(argument,), ignore_task_after_success=False
         ).get(timeout=30)
+        _settled(tasks.ignored_after_success)
         assert not _window_is_open(tasks.ignored_after_success, argument)
         tasks.ignored_after_success.apply_async(args=(argument,)).get(timeout=30)
 
+        _settled(tasks.ignored_after_success)
         assert _window_is_open(tasks.ignored_after_success, argument)
+
+    def test_calls_choice_is_carried_across_a_retry(self, worker):
+        argument = f"retried-{uuid.uuid4().hex[:8]}"
+
+        retries = tasks.ignored_after_a_retry.apply_async(
+            args=(argument,), ignore_task_after_success=False
+        ).get(timeout=30)
+
+        _settled(tasks.ignored_after_a_retry)
+        assert retries == 1  # the retry succeeded, and its success opened no window
+        assert not _window_is_open(tasks.ignored_after_a_retry, argument)
+
+    def test_calls_choice_holds_for_a_group_member(self, worker):
+        argument = uuid.uuid4().int % 10**9
+        tasks.ignored_after_success.apply_async(args=(argument,)).get(timeout=30)
+        _settled(tasks.ignored_after_success)
+
+        results = group(
+            tasks.ignored_after_success.s(argument).set(ignore_task_after_success=False),
+            tasks.ignored_after_success.s(argument),
+        ).apply_async()
+
+        # The first runs inside the open window; the second is ignored, a stand-in's None.
+        assert results.get(timeout=30) == [argument, None]
+
+    @pytest.mark.django_db(transaction=True)  # a real commit runs the on-commit callbacks
+    def test_calls_choice_holds_on_commit(self, eager):
+        tasks.ignored_after_success.apply_async(args=(6,))
+
+        with transaction.atomic():
+            result = tasks.ignored_after_success.apply_async_on_commit(
+                args=(6,), ignore_task_after_success=False
+            )
+            ignored = tasks.ignored_after_success.apply_async_on_commit(args=(6,))
+
+        assert result.state == "SUCCESS"
+        assert ignored.state == "IGNORED"
+
+    @pytest.mark.django_db(transaction=True)
+    @pytest.mark.parametrize(
+        ("options", "error", "message"),
+        [
+            ({"ignore_task_after_success": "no"}, TypeError, r"ignore_task_after_success .* 'no'"),
+            ({"stale_time_limit": -1}, ValueError, r"stale_time_limit .*-1"),
+        ],
+    )
+    def test_bad_option_of_an_on_commit_call_is_refused_at_the_call(self, options, error, message):
+        with transaction.atomic():
+            with pytest.raises(error, match=message):
+                tasks.ignored_after_success.apply_async_on_commit(args=(7,), **options)
+            committed = tasks.caller_plain.apply_async_on_commit(args=(7,), queue="caller-only")
+
+        assert committed.state == "PENDING"  # published at the commit: not refused, not waiting
 
 
 def test_retry_takes_delays_of_its_own(eager, celery_app):
