@@ -418,3 +418,22 @@ def test_worker_logs_how_long_a_call_with_an_eta_waited_since_it(exporters_worke
         "the worker's task_started line",
     )
     assert 1_800_000 <= started["queue_wait_ms"] < 3_600_000
+
+
+@pytest.mark.worker
+def test_worker_logs_the_wait_of_a_retry_from_its_own_eta(exporters_worker, redis_client):
+    # Due half an hour ago, failing once: the first attempt waited since that eta, the retry
+    # only since its own (a 0.1 s delay), not since the call's.
+    due = timezone.now() - timedelta(minutes=30)
+    result = tasks.flaky.apply_async(args=(1,), queue=exporter_worker.QUEUE, eta=due)
+
+    assert result.get(timeout=30) == 1
+
+    def started_lines():
+        lines = exporter_worker.read_log_lines(redis_client, result.task_id)
+        started = [line for line in lines if line["event"] == "task_started"]
+        return started if len(started) == 2 else None
+
+    first, retry = wait_for(started_lines, "the task_started lines of both attempts")
+    assert 1_800_000 <= first["queue_wait_ms"] < 3_600_000
+    assert 0 <= retry["queue_wait_ms"] < 60_000
