@@ -190,6 +190,20 @@ def test_list_shows_the_arguments_of_a_window_a_worker_opened(worker, viewer):
     assert '(*[11], **{"label": "w"})' in row
 
 
+def test_list_shows_a_call_without_arguments_as_empty_ones_and_explains_it(viewer):
+    # Celery hands the call args=None and kwargs=None when none are given.
+    task_id = str(tasks.ops_unique_ignored.apply_async(args=(13,), queue="caller-only").id)
+
+    page = viewer.get(LIST_URL)
+    [row] = rows(page)
+    [link] = re.findall(
+        r'<a href="([^"]*explain/\?[^"]*)" title="Explain this call"', page.content.decode()
+    )
+
+    assert "(*[13], **{})" in row
+    assert f"held by {task_id}" in text(viewer.get(html.unescape(link)))
+
+
 @pytest.mark.parametrize(
     "kwargs",
     [

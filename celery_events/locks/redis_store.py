@@ -252,7 +252,8 @@ def _entry_value(
     if arguments is not None:
         args, kwargs = arguments
         try:
-            with_arguments = _encode_entry({**entry, "args": args, "kwargs": kwargs})
+            # Celery gives a call without arguments None for them, which explain cannot take.
+            with_arguments = _encode_entry({**entry, "args": args or (), "kwargs": kwargs or {}})
         except (TypeError, ValueError):  # not JSON; a circular structure is a ValueError
             pass
         else:
