@@ -16,7 +16,7 @@ admin listed, with the holder it read.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import urlencode
 
 from django.contrib import admin, messages
@@ -36,7 +36,7 @@ from .models import HeldLock
 from .operations import HeldKey, OperationError
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from django.http import HttpRequest, HttpResponse
     from django.urls import URLPattern
@@ -45,8 +45,6 @@ __all__ = ["HeldLockAdmin"]
 
 #: The salt of the signed keys of the release form: a signature made for anything else fails.
 _RELEASE_SALT: Final = "celery_events.admin.release"
-
-_KINDS: Final = {"unique": "unique lock", "ignore": "ignore window"}
 
 #: What a page shows as its error rather than fail with: bad input, a cache that cannot answer
 #: (Redis unreachable, or CACHE_NAME naming no cache, which check E003 also reports).
@@ -99,15 +97,15 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         keys: list[HeldKey] = []
         next_cursor = None
         try:
-            if kind not in (None, *_KINDS):
-                error = f"kind {kind!r} is not one of {', '.join(_KINDS)}"
+            if kind not in (None, *operations.KIND_NAMES):
+                error = f"kind {kind!r} is not one of {', '.join(operations.KIND_NAMES)}"
             elif not isinstance(get_lock_store(), RedisLockStore):
                 error = _cannot_list_text()
             else:
                 page = operations.held_page(
                     cursor,
                     task_name=task_name,
-                    kind=cast("Literal['unique', 'ignore'] | None", kind),
+                    kind=kind,
                     search=search,
                     size=self.list_per_page,
                 )
@@ -122,7 +120,9 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "error": error,
             "filters": filters,
             "task_choices": self._choices(filters, "task", operations.keyed_task_names()),
-            "kind_choices": self._choices(filters, "kind", list(_KINDS), _KINDS),
+            "kind_choices": self._choices(
+                filters, "kind", list(operations.KIND_NAMES), operations.KIND_NAMES
+            ),
             "next_url": _query(filters, cursor=next_cursor) if next_cursor else None,
             "first_url": _query(filters) if cursor else None,
             "can_release": can_release,
@@ -146,7 +146,8 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 explanation = operations.explain(task, args, kwargs)
             except _UNANSWERED as exc:
                 error = str(exc)
-        held = explanation.held_keys() if explanation else []
+        can_release = self.has_release_permission(request)
+        held = explanation.held_keys() if explanation and can_release else []
         context = {
             **self._context(request, "explain", "Explain a call"),
             "form": {"task": task_name, "args": args_text, "kwargs": kwargs_text},
@@ -155,7 +156,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "states": explanation.key_lines() if explanation else [],
             "error": error,
             "release_tokens": [_sign(key) for key in held],
-            "can_release": self.has_release_permission(request),
+            "can_release": can_release,
         }
         return TemplateResponse(request, "admin/celery_events/heldlock/explain.html", context)
 
@@ -241,8 +242,8 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             explain |= {"args": json.dumps(key.args), "kwargs": json.dumps(key.kwargs)}
         return {
             "key": key,
-            "kind": _KINDS[key.kind],
-            "arguments": _call_text(key) if known else None,
+            "kind": operations.KIND_NAMES[key.kind],
+            "arguments": operations.call_text(key.args, key.kwargs) if known else None,
             "time_left": operations.time_left_text(key.ttl),
             "token": _sign(key) if signed else None,
             "explain_query": urlencode(explain),
@@ -253,7 +254,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         filters: dict[str, str | None],
         name: str,
         values: Sequence[str],
-        labels: dict[str, str] | None = None,
+        labels: Mapping[Any, str] | None = None,
     ) -> list[dict[str, Any]]:
         """Return the links of one filter: "All", then each value, keeping the other filters."""
         options: list[str | None] = [None, *values]
@@ -275,7 +276,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 user_id=user_id,
                 content_type_id=content_type.pk,
                 object_id=key.key,
-                object_repr=f"{_KINDS[key.kind]} of {key.task_name}"[:200],
+                object_repr=f"{operations.KIND_NAMES[key.kind]} of {key.task_name}"[:200],
                 action_flag=DELETION,
                 change_message=f"Released {_describe(key)}.",
             )
@@ -306,11 +307,8 @@ def _unsign(token: str) -> HeldKey:
 
 
 def _describe(key: HeldKey) -> str:
-    return f"{_KINDS[key.kind]} {key.key} of task {key.task_name} (task id {key.task_id})"
-
-
-def _call_text(key: HeldKey) -> str:
-    return f"(*{json.dumps(key.args)}, **{json.dumps(key.kwargs)})"
+    kind = operations.KIND_NAMES[key.kind]
+    return f"{kind} {key.key} of task {key.task_name} (task id {key.task_id})"
 
 
 def _query(filters: dict[str, str | None], **more: str | None) -> str:

@@ -25,14 +25,16 @@ from .locks.redis_store import HeldKey, HeldPage, KeyKind
 from .task import DjangoTask
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
 __all__ = [
+    "KIND_NAMES",
     "Explanation",
     "HeldKey",
     "HeldPage",
     "KeyState",
     "OperationError",
+    "call_text",
     "discard",
     "explain",
     "get_task",
@@ -55,6 +57,15 @@ _NEXT_CALL: Final = {
     Outcome.UNIQUE: "return the holder's result ({task_id}); nothing is published",
     Outcome.IGNORED: "be ignored (IgnoredResult); nothing is published",
 }
+
+
+#: What each kind of key is called, in the command's output and on the admin's pages.
+KIND_NAMES: Final[dict[KeyKind, str]] = {"unique": "unique lock", "ignore": "ignore window"}
+
+
+def call_text(args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None) -> str:
+    """Return a call's arguments as ``(*[...], **{...})``, in JSON."""
+    return f"(*{json.dumps(args)}, **{json.dumps(kwargs)})"
 
 
 def time_left_text(ttl: float | None) -> str:

@@ -502,7 +502,7 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             ),
             unique_key=read_header(request, UNIQUE_KEY_HEADER),
             task_name=self.name,
-            arguments=worker.arguments_of(request),
+            arguments=(request.args, request.kwargs),
         )
 
     # Celery's handlers, where the worker-side events are sent.

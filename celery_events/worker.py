@@ -61,14 +61,12 @@ if TYPE_CHECKING:
     from celery.result import AsyncResult
 
     from .locks import Claim
-    from .locks.base import CallArguments
     from .task import DjangoTask
 
 __all__ = [
     "JOIN_CHECK_DELAYS",
     "StandInOutcome",
     "admit_attempt",
-    "arguments_of",
     "ignore_key_of",
     "invocation_id_of",
     "is_stand_in_attempt",
@@ -213,7 +211,7 @@ def _claim(task: DjangoTask, request: Context, unique_key: str) -> Claim:
         unique_key=unique_key,
         lock_ttl=float(read_header(request, STALE_TIME_LIMIT_HEADER)),
         task_name=task.name,
-        arguments=arguments_of(request),
+        arguments=(request.args, request.kwargs),
     )
 
 
@@ -250,11 +248,6 @@ def invocation_id_of(request: Context) -> str:
         request: the running attempt's request.
     """
     return str(read_header(request, INVOCATION_ID_HEADER) or request.id)
-
-
-def arguments_of(request: Context) -> CallArguments:
-    """Return the running attempt's positional and keyword arguments, for the lock's index."""
-    return (request.args or (), request.kwargs or {})
 
 
 def ignore_key_of(task: DjangoTask, request: Context) -> str:
@@ -336,7 +329,7 @@ def settle(task: DjangoTask, request: Context, *, succeeded: bool) -> None:
                 ignore_key=ignore_key,
                 ignore_ttl=ignore_ttl,
                 task_name=task.name,
-                arguments=arguments_of(request),
+                arguments=(request.args, request.kwargs),
             )
     except Exception:
         logger.exception(

@@ -69,7 +69,7 @@ nitpick_ignore_regex = [
     (r"py:class", r"RedisBinding"),  # of celery_events.locks.redis_cache, not public
     (r"py:class", r"(HttpRequest|HttpResponse|URLPattern)"),  # Django's, unqualified in hints
     (r"py:exc", r"(PermissionDenied|SuspiciousOperation)"),  # Django's, in Raises sections
-    (r"py:class", r"CallArguments"),  # a TypeAlias of celery_events.locks.base, in annotations
+    (r"py:class", r"(CallArguments|KeyKind)"),  # TypeAliases of celery_events.locks, in hints
 ]
 
 

@@ -20,8 +20,8 @@ __all__ = [
     "Outcome",
 ]
 
-CallArguments: TypeAlias = "tuple[Sequence[Any], Mapping[str, Any]]"
-"""A call's positional and keyword arguments."""
+CallArguments: TypeAlias = "tuple[Sequence[Any] | None, Mapping[str, Any] | None]"
+"""A call's positional and keyword arguments; None for none, as Celery hands them."""
 
 
 class Outcome(enum.Enum):

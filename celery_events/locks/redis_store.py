@@ -252,7 +252,7 @@ def _entry_value(
     if arguments is not None:
         args, kwargs = arguments
         try:
-            # Celery gives a call without arguments None for them, which explain cannot take.
+            # None for none (as Celery hands them) is written as empty ones, as explain takes them.
             with_arguments = _encode_entry({**entry, "args": args or (), "kwargs": kwargs or {}})
         except (TypeError, ValueError):  # not JSON; a circular structure is a ValueError
             pass

@@ -123,19 +123,22 @@ class Command(BaseCommand):
             if state is not None and state.task_id is not None
         ]
         if not chosen:
-            self.stdout.write(f"nothing to release for {task.name}{_call_text(explanation)}")
+            call = operations.call_text(explanation.args, explanation.kwargs)
+            self.stdout.write(f"nothing to release for {task.name}{call}")
             return
         for state in chosen:
-            self.stdout.write(f"{_kind_text(state.kind)} {state.key} of {state.task_id}")
+            self.stdout.write(f"{operations.KIND_NAMES[state.kind]} {state.key} of {state.task_id}")
         if not self._confirm(options, len(chosen)):
             return
         removed = operations.release(task, explanation, lock=lock, window=window)
         for state in removed:
-            self.stdout.write(f"released {_kind_text(state.kind)} {state.key} of {state.task_id}")
+            self.stdout.write(
+                f"released {operations.KIND_NAMES[state.kind]} {state.key} of {state.task_id}"
+            )
         for state in chosen:
             if state not in removed:
                 self.stdout.write(
-                    f"kept {_kind_text(state.kind)} {state.key}: it no longer holds "
+                    f"kept {operations.KIND_NAMES[state.kind]} {state.key}: it no longer holds "
                     f"{state.task_id} (released, expired or taken by another call)"
                 )
 
@@ -156,7 +159,9 @@ class Command(BaseCommand):
         if not self._confirm(options, len(keys)):
             return
         for key in operations.release_task(name):
-            self.stdout.write(f"released {_kind_text(key.kind)} {key.key} of {key.task_id}")
+            self.stdout.write(
+                f"released {operations.KIND_NAMES[key.kind]} {key.key} of {key.task_id}"
+            )
 
     def _call(self, options: dict[str, Any]) -> tuple[Any, list[Any], dict[str, Any]]:
         name = options["task_option"] or options["task"]
@@ -212,11 +217,3 @@ def _held_dict(key: operations.HeldKey) -> dict[str, Any]:
         "args": key.args,
         "kwargs": key.kwargs,
     }
-
-
-def _kind_text(kind: str) -> str:
-    return "unique lock" if kind == "unique" else "ignore window"
-
-
-def _call_text(explanation: operations.Explanation) -> str:
-    return f"(*{json.dumps(explanation.args)}, **{json.dumps(explanation.kwargs)})"
