@@ -217,6 +217,25 @@ def test_held_page_walks_every_topology_page_by_page(topology_store):
     assert len(pages) > 1
 
 
+def test_a_lock_claimed_again_where_an_attempt_starts_keeps_its_call_in_the_index(
+    topology_store,
+):
+    # As a redelivered attempt whose lock expired takes it again: Celery hands its keyword
+    # arguments as None when the call had none.
+    task_name, unique_key = f"claimed.{_key()}", _key()
+    topology_store.claim(
+        task_id="again",
+        unique_key=unique_key,
+        lock_ttl=60,
+        task_name=task_name,
+        arguments=(["order-1"], None),
+    )
+
+    [held] = topology_store.held(task_name)
+
+    assert (held.task_id, held.args, held.kwargs) == ("again", ["order-1"], {})
+
+
 def test_held_page_refuses_a_cursor_it_did_not_give_on_every_topology(topology_store):
     with pytest.raises(ValueError, match="'nonsense' is not a SCAN cursor"):
         topology_store.held_page("nonsense")
