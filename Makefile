@@ -1,17 +1,22 @@
 # The two commands of the README: `make demo` and `make test`. Each creates the virtual
-# environment it needs on first use (Python and the machine's services are all it assumes).
+# environment it needs on first use (Python and the machine's services are all it assumes),
+# at the versions of the committed lock, requirements/dev.txt: the same commit checks the same
+# way on any day. `make upgrade` moves the lock on, on purpose (see .ci/lock.py).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+LOCK := requirements/dev.txt
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 
-.PHONY: demo test lint typecheck pytest docs package bench clean screenshots
+.PHONY: demo test lint typecheck pytest docs package bench clean screenshots lock upgrade
 
-$(STAMP): pyproject.toml
-	rm -f $(VENV)/.installed-*
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,lint,docs,bench,dev]'
+# A new lock makes a new environment (--clear): nothing of the old one's stays behind. pip and
+# the build backend come from the lock first, so that the project installs with those versions.
+$(STAMP): pyproject.toml $(LOCK)
+	$(PYTHON) -m venv --clear $(VENV)
+	$(PY) -m pip install --quiet --constraint $(LOCK) pip hatchling hatch-fancy-pypi-readme
+	$(PY) -m pip install --quiet --constraint $(LOCK) --no-build-isolation \
+		-e '.[test,lint,docs,bench,dev]'
 	touch $@
 
 demo: $(STAMP)
@@ -35,6 +40,14 @@ pytest: $(STAMP)
 # Build the sdist and wheel, check their contents and metadata, install the wheel in a new venv.
 package: $(STAMP)
 	$(PY) .ci/check_package.py
+
+# The locks of requirements/: `lock` resolves what pyproject.toml or tox.ini changed and keeps
+# every other pin; `upgrade` moves every pin to its newest release. Commit the result on its own.
+lock: $(STAMP)
+	$(PY) .ci/lock.py
+
+upgrade: $(STAMP)
+	$(PY) .ci/lock.py --upgrade
 
 clean:
 	rm -rf $(VENV) .tox docs/_build .pytest_cache .mypy_cache .ruff_cache

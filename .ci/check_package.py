@@ -8,11 +8,16 @@
   repository, which the package index would resolve against its own page;
 - the wheel, installed with its dependencies into a new virtual environment, cannot be imported
   from there or reports another version.
+
+The build backend and the wheel's dependencies are installed at the versions of the committed
+lock (``requirements/dev.txt``, as ``PIP_CONSTRAINT``), so that the check gives the same answer
+on any day for the same commit.
 """
 
 from __future__ import annotations
 
 import email.parser
+import os
 import re
 import subprocess
 import sys
@@ -24,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "celery_events"
 PROJECT_URLS = {"Documentation", "Source", "Changelog", "Issues"}
+LOCK = ROOT / "requirements" / "dev.txt"
 SDIST_FILES = {"PKG-INFO", "pyproject.toml", "README.md", "CHANGELOG.md", "LICENSE", ".gitignore"}
 # A link whose target has no scheme: a Markdown link, a reference definition or an HTML attribute.
 _NO_SCHEME = r"(?![a-z][a-z0-9+.-]*:)"
@@ -40,13 +46,14 @@ class PackageError(Exception):
 
 
 def run(*command: str | Path, cwd: Path | None = None) -> str:
-    """Run a command; return its output, or raise with it when it fails."""
+    """Run a command under the lock's constraints; return its output, or raise when it fails."""
     completed = subprocess.run(  # noqa: S603 - our own interpreters and arguments
         [str(part) for part in command],
         cwd=cwd,
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, "PIP_CONSTRAINT": str(LOCK)},
     )
     if completed.returncode != 0:
         shown = " ".join(str(part) for part in command)

@@ -192,10 +192,11 @@ class RedisSentinelCacheClient(RedisCacheClient):
         _refuse("RedisSentinelCache", options, "pool_class", "parser_class")
         super().__init__(servers, serializer=serializer)
         sentinels = [_host_and_port(url, 26379) for url in servers]
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        # redis-py types Sentinel from 8.2 on; the lock keeps 8.1 for Python 3.10.
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             sentinels, sentinel_kwargs=sentinel_kwargs, **options
         )
-        self._primary: Redis = sentinel.master_for(service_name)  # type: ignore[no-untyped-call]
+        self._primary: Redis = sentinel.master_for(service_name)  # type: ignore[no-untyped-call, unused-ignore]
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         """Return the client of the primary, for reads as for writes."""
