@@ -271,14 +271,19 @@ def test_cluster_node_that_dies_fails_the_calls_of_its_slots_then_of_all(setting
     with cluster_topology() as nodes:
         use_cache(settings, "dying-cluster", cluster_cache(nodes))
         store = get_lock_store()
-        dead = nodes[0]
+        dead, live_nodes = nodes[0], nodes[1:]
         on_dead, on_live = _key_on(store, dead), _key_on(store, nodes[1])
         store.admit(task_id="t", unique_key=on_live, lock_ttl=60, ignore_key=None)
+        # The live nodes would mark the dead one failed within their cluster-node-timeout:
+        # lengthened, they wait for the test, however long the client spends on its retries
+        # (redis-py 8.2 spaces them by its backoff, about 4 s in all).
+        _set_node_timeout(live_nodes, milliseconds=600_000)
 
         dead.kill()
         with pytest.raises(LockStoreUnavailableError, match="Connection refused"):
             store.admit(task_id="t", unique_key=on_dead, lock_ttl=60, ignore_key=None)
         holder_while_cluster_ok = store.holder(on_live)
+        _set_node_timeout(live_nodes, milliseconds=500)
         with nodes[1].client() as live:
             wait_for(
                 lambda: live.cluster("INFO")["cluster_state"] == "fail",
@@ -290,6 +295,13 @@ def test_cluster_node_that_dies_fails_the_calls_of_its_slots_then_of_all(setting
     assert holder_while_cluster_ok == "t"
     # Every slot must be served (cluster-require-full-coverage): the live nodes refuse too.
     assert isinstance(down.value.__cause__, ClusterDownError)
+
+
+def _set_node_timeout(nodes: list[Server], *, milliseconds: int) -> None:
+    """Set how long ``nodes`` wait before they mark an unanswering node as failing."""
+    for node in nodes:
+        with node.client() as client:
+            client.config_set("cluster-node-timeout", milliseconds)
 
 
 def test_cluster_that_cannot_be_reached_fails_at_the_first_call(settings):
