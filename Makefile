@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d'
 # the build backend come from the lock first, so that the project installs with those versions.
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv --clear $(VENV)
-	$(PY) -m pip install --quiet --constraint $(LOCK) pip hatchling hatch-fancy-pypi-readme
+	$(PY) -m pip install --quiet --constraint $(LOCK) pip hatchling hatch-fancy-pypi-readme editables
 	$(PY) -m pip install --quiet --constraint $(LOCK) --no-build-isolation \
 		-e '.[test,lint,docs,bench,dev]'
 	touch $@
