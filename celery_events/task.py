@@ -645,18 +645,22 @@ class DjangoTask(Task):  # type: ignore[type-arg]
         using: str | None = None,
     ) -> ResultWrapper:
         bound = call_options.is_bound(task_id, options)
-        # The call's own task id is made now, so that an on-commit call has it before it
-        # triggers; unless the caller names the invocation, it is the invocation id too.
-        task_id = task_id or new_task_id()
-        invocation_id = call_options.invocation_id_of(options) or task_id
         if options and "using" in options and not is_on_commit:
             # django-celery-extensions took it from any call: it is not the broker's.
             using = options.pop("using")
+        named_invocation = call_options.invocation_id_of(options)
+        # A task id the caller gave is in the hooks' options from the start, as it was in
+        # django-celery-extensions' (they gain the rest when the call triggers).
+        caller_options = options if task_id is None else {"task_id": task_id, **options}
+        # The call's own task id is made now, so that an on-commit call has it before it
+        # triggers; unless the caller names the invocation, it is the invocation id too.
+        task_id = task_id or new_task_id()
+        invocation_id = named_invocation or task_id
         queue = (
             options.get("queue") or getattr(self, "queue", None) or self._routed_queue(args, kwargs)
         )
         hook_options = {
-            **options,
+            **caller_options,
             "queue": str(queue),
             "is_async": is_async,
             "invocation_id": invocation_id,
@@ -923,7 +927,9 @@ class DjangoTask(Task):  # type: ignore[type-arg]
             result.invocation_id,
             result.args,
             result.kwargs,
-            result.id,
+            # The task id the call knows: a subclass's _apply_and_get_result may return a
+            # result of its own type, which need not have an id.
+            result.options.get("task_id"),
             ex,
             result.options,
             result,

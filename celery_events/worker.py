@@ -296,9 +296,14 @@ def retry_eta(einfo: ExceptionInfo) -> datetime:
 
 
 def _opens_ignore_window(task: DjangoTask, request: Context) -> bool:
-    """Return whether the call's success opens its ignore window: as the call asked, or the task."""
+    """Return whether the call's success opens its ignore window.
+
+    It does for a task that ignores after success, and for a call that asked to
+    (``ignore_task_after_success=True``). A call's ``False`` only spares it the check: its
+    success still opens the task's window, as with django-celery-extensions.
+    """
     asked: bool | None = read_header(request, IGNORE_AFTER_SUCCESS_HEADER)
-    ignores = task.ignore_task_after_success if asked is None else asked
+    ignores = task.ignore_task_after_success or asked is True
     return ignores and task.ignore_task_timedelta is not None
 
 

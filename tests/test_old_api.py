@@ -68,15 +68,16 @@ def fixture_define_task(celery_app):
     return define
 
 
-def _settled(task):
+def _settled(task, **options):
     """Wait until the solo worker has settled every task it ran before now.
 
     Celery stores a result before it runs ``on_success``, where the window opens; the solo
     worker settles a task before it takes the next, so once a later call's window is open, the
-    earlier calls are settled.
+    earlier calls are settled. ``options`` are the marker call's (for a task that opens its
+    window only when the call asks).
     """
     marker = f"settled-{uuid.uuid4().hex[:8]}"
-    task.apply_async(args=(marker,)).get(timeout=30)
+    task.apply_async(args=(marker,), **options).get(timeout=30)
     wait_for(lambda: _window_is_open(task, marker), "the worker to settle the marker call")
 
 
@@ -164,11 +165,12 @@ class TestIgnoreTaskAfterSuccessPerCall:
         assert result.state == "SUCCESS"
         assert tasks.ignored_after_success.apply_async(args=(1,)).state == "IGNORED"
 
-    def test_false_success_opens_no_window(self, eager):
+    def test_false_success_still_opens_the_tasks_window(self, eager):
+        # False only spares the call the check, as in django-celery-extensions.
         tasks.ignored_after_success.apply_async(args=(2,), ignore_task_after_success=False)
 
-        assert not _window_is_open(tasks.ignored_after_success, 2)
-        assert tasks.ignored_after_success.apply_async(args=(2,)).state == "SUCCESS"
+        assert _window_is_open(tasks.ignored_after_success, 2)
+        assert tasks.ignored_after_success.apply_async(args=(2,)).state == "IGNORED"
 
     def test_false_works_for_apply(self):
         tasks.ignored_after_success.apply(args=(3,))
@@ -205,29 +207,32 @@ class TestIgnoreTaskAfterSuccessPerCall:
         with pytest.raises(TypeError, match=r"ignore_task_after_success .* not 'no'"):
             tasks.ignored_after_success.apply_async(args=(1,), ignore_task_after_success="no")
 
-    def test_calls_choice_is_honoured_by_a_real_worker(self, worker):
+    def test_false_on_a_real_worker_runs_in_the_window_and_its_success_opens_it(self, worker):
         argument = uuid.uuid4().int % 10**9
 
         tasks.ignored_after_success.apply_async(
             args=(argument,), ignore_task_after_success=False
         ).get(timeout=30)
         _settled(tasks.ignored_after_success)
-        assert not _window_is_open(tasks.ignored_after_success, argument)
-        tasks.ignored_after_success.apply_async(args=(argument,)).get(timeout=30)
+        opened = _window_is_open(tasks.ignored_after_success, argument)
+        rerun = tasks.ignored_after_success.apply_async(
+            args=(argument,), ignore_task_after_success=False
+        )
 
-        _settled(tasks.ignored_after_success)
-        assert _window_is_open(tasks.ignored_after_success, argument)
+        assert opened
+        assert rerun.get(timeout=30) == argument
+        assert tasks.ignored_after_success.apply_async(args=(argument,)).state == "IGNORED"
 
-    def test_calls_choice_is_carried_across_a_retry(self, worker):
+    def test_true_is_carried_across_a_retry(self, worker):
         argument = f"retried-{uuid.uuid4().hex[:8]}"
 
-        retries = tasks.ignored_after_a_retry.apply_async(
-            args=(argument,), ignore_task_after_success=False
+        retries = tasks.ignorable_after_a_retry.apply_async(
+            args=(argument,), ignore_task_after_success=True
         ).get(timeout=30)
 
-        _settled(tasks.ignored_after_a_retry)
-        assert retries == 1  # the retry succeeded, and its success opened no window
-        assert not _window_is_open(tasks.ignored_after_a_retry, argument)
+        _settled(tasks.ignorable_after_a_retry, ignore_task_after_success=True)
+        assert retries == 1  # the retry succeeded, and its success opened the window asked for
+        assert _window_is_open(tasks.ignorable_after_a_retry, argument)
 
     def test_calls_choice_holds_for_a_group_member(self, worker):
         argument = uuid.uuid4().int % 10**9
@@ -322,6 +327,40 @@ class TestHookOptions:
 
         assert events[1].name == "invocation_ignored"
         assert set(events[1].kwargs["options"]) >= TRIGGER_KEYS
+
+    def test_apply_options_have_the_task_id_the_caller_gave(self):
+        with capture_events() as events:
+            tasks.caller_plain.apply_async(args=(1,), task_id="given-by-the-caller")
+
+        apply_options = events[0].kwargs["options"]
+        assert set(apply_options) == APPLY_KEYS | {"task_id"}
+        assert apply_options["task_id"] == "given-by-the-caller"
+
+    @pytest.mark.django_db(transaction=True)
+    def test_on_commit_apply_options_have_the_task_id_the_caller_gave(self):
+        with capture_events() as events, transaction.atomic():
+            tasks.caller_plain.apply_async_on_commit(args=(1,), task_id="given-on-commit")
+            apply_options = events[0].kwargs["options"]
+
+        assert apply_options["task_id"] == "given-on-commit"
+
+    def test_timeout_hook_gets_the_calls_task_id_whatever_the_publish_returned(self, define_task):
+        class OwnResult:
+            """What a subclass's publish may return: a result type without an id."""
+
+            state = "PENDING"
+
+        class OwnPublish(DjangoTask):
+            def _apply_and_get_result(self, result, args, kwargs, invocation_id, **options):
+                return OwnResult()
+
+        task = define_task(base=OwnPublish)
+        with capture_events() as events, pytest.raises(TimeoutError):
+            task.apply_async_and_get_result(args=(1,), timeout=0)
+
+        trigger, timeout = events[1], events[-1]
+        assert timeout.name == "invocation_timeout"
+        assert timeout.kwargs["task_id"] == trigger.kwargs["task_id"]
 
     def test_timeout_options_have_the_old_keys(self):
         with capture_events() as events, pytest.raises(TimeoutError):
