@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 from celery.signals import task_rejected, task_revoked, task_unknown
 
 from .headers import UNIQUE_KEY_HEADER, read_header
-from .locks import get_lock_store
+from .locks import release_lock
 
 if TYPE_CHECKING:
     from celery.app.task import Context
     from kombu.message import Message
 
-__all__ = ["connect_lock_cleanup", "release_lock"]
+__all__ = ["connect_lock_cleanup"]
 
 
 def connect_lock_cleanup() -> None:
@@ -45,24 +45,3 @@ def _release_dropped_message(*, message: Message, **_: Any) -> None:
     """``task_unknown``, ``task_rejected``: release the lock of a message the worker dropped."""
     headers = message.headers or {}
     release_lock(headers.get("id"), headers.get(UNIQUE_KEY_HEADER))
-
-
-def release_lock(task_id: object, unique_key: object, task_name: str | None = None) -> None:
-    """Release ``unique_key`` if ``task_id`` holds it; do nothing unless both are strings.
-
-    Args:
-        task_id: the message's task id, as its headers or request give it.
-        unique_key: the lock key its headers carry (None for a task that is not unique).
-        task_name: the task's name, to delete the lock's index entry with it.
-
-    Raises:
-        LockStoreUnavailableError: the lock store's Redis could not be reached.
-    """
-    if isinstance(task_id, str) and isinstance(unique_key, str):
-        get_lock_store().release(
-            task_id=task_id,
-            unique_key=unique_key,
-            ignore_key=None,
-            ignore_ttl=None,
-            task_name=task_name,
-        )

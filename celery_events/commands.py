@@ -8,7 +8,7 @@ the command: ``get_django_command_task('clearsessions').delay_on_commit()``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from celery import current_app, shared_task
 from django.core.exceptions import ImproperlyConfigured
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 
     from celery import Task
 
-    from .task import DjangoTask
 
 __all__ = ["command_task_name", "generate_command_tasks", "get_django_command_task"]
 
@@ -61,6 +60,12 @@ def get_django_command_task(command_name: str) -> Task[Any, Any]:
         raise ImproperlyConfigured(msg) from None
 
 
+class _CommandTask(Protocol):
+    """A command task's own instance, as its body sees it (DjangoTask's command hook)."""
+
+    def get_command_kwargs(self) -> dict[str, Any]: ...
+
+
 _generated: dict[str, Task[Any, Any]] = {}
 """The command tasks made so far, by task name: a second ``ready()`` reuses them."""
 
@@ -97,7 +102,7 @@ def _command_task(
         )
 
     def run_command(
-        self: DjangoTask, command_args: Sequence[str] = (), **command_options: Any
+        self: _CommandTask, command_args: Sequence[str] = (), **command_options: Any
     ) -> None:
         call_command(
             command_name, *command_args, **{**self.get_command_kwargs(), **command_options}

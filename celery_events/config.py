@@ -26,7 +26,15 @@ from django.utils.module_loading import import_string
 
 from .durations import positive_seconds
 
-__all__ = ["DEFAULTS", "SETTING_PREFIX", "VALIDATORS", "Settings", "Validator", "settings"]
+__all__ = [
+    "DEFAULTS",
+    "SETTING_PREFIX",
+    "VALIDATORS",
+    "Settings",
+    "Validator",
+    "exporter_entries",
+    "settings",
+]
 
 SETTING_PREFIX: Final = "DJANGO_CELERY_EXTENSIONS_"
 
@@ -125,11 +133,49 @@ def _command_tasks(value: object, what: str) -> Mapping[str, Mapping[str, Any] |
     return value
 
 
-def _exporters(value: object, what: str) -> object:  # noqa: ARG001 - the exporters' messages name it
-    # The exporters' module reads the shape of this setting; it imports this module, hence late.
-    from .exporters import _entries  # noqa: PLC0415
+def exporter_entries(setting: object) -> list[tuple[str, Mapping[str, Any]]]:
+    """Return the exporters a value of the ``EXPORTERS`` setting names, with their options.
 
-    _entries(value)
+    Only the shape is checked here; whether a name is an exporter, and its options are its own,
+    is checked when the exporters are built (``celery_events.exporters.connect_exporters``).
+
+    Args:
+        setting: a list of exporter names, or a dict of name -> options.
+
+    Returns:
+        ``(name, options)`` pairs, in the setting's order.
+
+    Raises:
+        ImproperlyConfigured: the value is not a list or dict, a name is not a string or is
+            given twice, or an exporter's options are not a dict.
+    """
+    what = f"{SETTING_PREFIX}EXPORTERS"
+    if isinstance(setting, Mapping):
+        entries = list(setting.items())
+    elif isinstance(setting, (list, tuple)):
+        entries = [(name, {}) for name in setting]
+    else:
+        msg = (
+            f"{what} must be a list of exporter names or a dict of name -> options, not {setting!r}"
+        )
+        raise ImproperlyConfigured(msg)
+    seen: set[str] = set()
+    for name, options in entries:
+        if not isinstance(name, str):
+            msg = f"{what}: an exporter name must be a string, not {name!r}"
+            raise ImproperlyConfigured(msg)
+        if name in seen:
+            msg = f"{what} names exporter {name!r} more than once"
+            raise ImproperlyConfigured(msg)
+        if not isinstance(options, Mapping):
+            msg = f"{what}: the options of exporter {name!r} must be a dict, not {options!r}"
+            raise ImproperlyConfigured(msg)
+        seen.add(name)
+    return entries
+
+
+def _exporters(value: object, what: str) -> object:  # noqa: ARG001 - exporter_entries names it
+    exporter_entries(value)
     return value
 
 

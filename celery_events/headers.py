@@ -12,10 +12,14 @@ joined a running call or was ignored, see :mod:`celery_events.worker`) also carr
 
 These names are the library's own: a caller's headers of the same names are replaced when a call
 triggers (an ``invocation_id`` header is taken as the call's invocation id).
+
+What an attempt's events carry beyond its request is read from them here: the call's invocation
+id (:func:`invocation_id_of`) and how long the message waited (:func:`queue_wait`).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -31,6 +35,8 @@ __all__ = [
     "STAND_IN_HEADER",
     "TRIGGER_TIME_HEADER",
     "UNIQUE_KEY_HEADER",
+    "invocation_id_of",
+    "queue_wait",
     "read_header",
 ]
 
@@ -78,3 +84,43 @@ def read_header(request: Context, name: str) -> Any:
     if value is None and request.headers:
         value = request.headers.get(name)
     return value
+
+
+def invocation_id_of(request: Context) -> str:
+    """Return the invocation id of the running attempt's call: its header, else its task id.
+
+    A call's invocation id is its task id unless the caller named the invocation (then the
+    message carries it in a header); a message from a producer that is not a DjangoTask has
+    none, and its task id, kept across retries, serves.
+
+    Args:
+        request: the running attempt's request.
+    """
+    return str(read_header(request, INVOCATION_ID_HEADER) or request.id)
+
+
+def queue_wait(request: Context, now: float) -> float | None:
+    """Return how long the attempt's message waited before the attempt started, in seconds.
+
+    The wait is counted from the message's ``eta`` when it has one (a countdown, a retry),
+    else from when it was sent (:data:`TRIGGER_TIME_HEADER`). The two clocks are those of the
+    sender's and the worker's machines: a wait that their skew makes negative is 0.
+
+    Args:
+        request: the starting attempt's request.
+        now: the attempt's start, as ``time.time()``.
+
+    Returns:
+        The wait; None for an eager attempt, which waited in no queue, and for a message that
+        tells neither (one from a producer that is not a DjangoTask, without an eta).
+    """
+    if request.is_eager:
+        return None
+    since: Any = request.eta or read_header(request, TRIGGER_TIME_HEADER)
+    if since is None:
+        return None
+    if isinstance(since, str):  # an eta, or django-celery-extensions' trigger time
+        since = datetime.fromisoformat(since)
+    if isinstance(since, datetime):
+        since = since.timestamp()
+    return max(now - float(since), 0.0)

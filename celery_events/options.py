@@ -1,9 +1,8 @@
 """How the options of one DjangoTask call are resolved: ids, limits, eta, expiry and headers.
 
-The caller's side of a call (:meth:`DjangoTask._apply <celery_events.task.DjangoTask>`) asks this
-module what the call's invocation id is, whether a canvas waits on its task id, how long its
-unique lock lives, and which options and headers it is published with. Nothing here talks to
-Redis or to the broker.
+The caller's way of a call (:mod:`celery_events.caller`) asks this module what the call's
+invocation id is, whether a canvas waits on its task id, how long its unique lock lives, and
+which options and headers it is published with. Nothing here talks to Redis or to the broker.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from celery.exceptions import CeleryError
 from django.utils import timezone
 
 from .config import settings
-from .durations import positive_seconds
+from .durations import positive_seconds, retry_delays
 from .headers import (
     IGNORE_AFTER_SUCCESS_HEADER,
     IGNORE_KEY_HEADER,
@@ -31,11 +30,12 @@ if TYPE_CHECKING:
 
     import celery_events.results
 
-    from .task import DjangoTask
+    from .typing import CalledTask
 
 __all__ = [
     "BOUND_OPTIONS",
     "check_call",
+    "check_task_class",
     "checks_ignore_window",
     "invocation_id_of",
     "is_bound",
@@ -46,6 +46,31 @@ __all__ = [
 
 BOUND_OPTIONS: Final = ("link", "link_error", "chord", "group_id", "chain")
 """Options that tie more work to a call's task id: callbacks, errbacks, chord, group, chain."""
+
+
+def check_task_class(task_class: type[Any], task_name: str) -> None:
+    """Refuse a task class's bad options where the class is made; make its retry delays seconds.
+
+    Args:
+        task_class: the task's class (``@app.task`` makes one per task).
+        task_name: the task's name, for the errors.
+
+    Raises:
+        CeleryError: ``ignore_task_after_success`` is set without ``ignore_task_timedelta``.
+        TypeError: a limit or delay is neither seconds (a number) nor a timedelta.
+        ValueError: a limit is 0 or less, or a retry delay less than 0.
+    """
+    for option in ("stale_time_limit", "max_queue_waiting_time", "ignore_task_timedelta"):
+        value = getattr(task_class, option)
+        if value is not None:
+            positive_seconds(value, f"{option} of task {task_name!r}")
+    if task_class.default_retry_delays is not None:
+        task_class.default_retry_delays = retry_delays(
+            task_class.default_retry_delays, f"default_retry_delays of task {task_name!r}"
+        )
+    if task_class.ignore_task_after_success and task_class.ignore_task_timedelta is None:
+        msg = f"task {task_name!r} sets ignore_task_after_success but no ignore_task_timedelta"
+        raise CeleryError(msg)
 
 
 def invocation_id_of(options: dict[str, Any]) -> str | None:
@@ -90,7 +115,7 @@ def is_bound(task_id: str | None, options: Mapping[str, Any]) -> bool:
     return bool(options) and any(options.get(name) for name in BOUND_OPTIONS)
 
 
-def check_call(task: DjangoTask, kwargs: Any, options: dict[str, Any]) -> None:
+def check_call(task: CalledTask, kwargs: Any, options: dict[str, Any]) -> None:
     """Refuse a call's bad input where it is made; resolve a unique call's stale time limit.
 
     The options of django-celery-extensions that are the library's own stay in ``options``
@@ -135,7 +160,7 @@ def check_call(task: DjangoTask, kwargs: Any, options: dict[str, Any]) -> None:
             raise CeleryError(msg)
 
 
-def checks_ignore_window(task: DjangoTask, ignore_after_success: bool | None) -> bool:
+def checks_ignore_window(task: CalledTask, ignore_after_success: bool | None) -> bool:
     """Return whether a call is checked against its ignore window (and carries its key).
 
     A call's ``ignore_task_after_success`` decides, both ways; without it, every call of a task
@@ -148,7 +173,7 @@ def checks_ignore_window(task: DjangoTask, ignore_after_success: bool | None) ->
 
 
 def stale_time_limit(
-    task: DjangoTask, stale_time_limit: float | None, time_limit: float | None
+    task: CalledTask, stale_time_limit: float | None, time_limit: float | None
 ) -> float:
     """Return a unique call's stale time limit: the call's, the task's, the settings', or derived.
 
@@ -191,7 +216,7 @@ def stale_time_limit(
 
 
 def trigger_options(
-    task: DjangoTask,
+    task: CalledTask,
     result: celery_events.results.ResultWrapper,
     task_id: str,
     options: dict[str, Any],

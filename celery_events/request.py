@@ -21,8 +21,8 @@ from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined] 
 from billiard.exceptions import Terminated, TimeLimitExceeded, WorkerLostError
 from celery.worker.request import Request as CeleryRequest
 
-from .cleanup import release_lock
 from .headers import UNIQUE_KEY_HEADER
+from .locks import release_lock
 
 if TYPE_CHECKING:
     from billiard.einfo import ExceptionInfo

@@ -1,4 +1,7 @@
-"""Where a DjangoTask runs: the gate at the start of each attempt, stand-ins, and settling.
+"""The worker's way of one DjangoTask attempt, top to bottom: gate, body, retry, settle.
+
+:func:`run_attempt` is what ``DjangoTask.__call__`` runs for each attempt, where the task runs
+(a worker, or the caller for ``apply()`` and eager calls).
 
 **The gate.** When an attempt of a unique task starts on a worker, one round trip to the lock
 store (:meth:`~celery_events.locks.LockStore.claim`) checks that the lock holds the message's
@@ -8,26 +11,16 @@ run, and the message becomes a stand-in that joins that call. So two bodies of o
 never run at once, whatever the broker redelivers. Eager runs skip the check: their caller took
 the lock a moment before, in the same thread.
 
-**Stand-ins.** A call that a canvas or a callback waits on (a group, chord or chain member, a call
-with ``link`` or ``link_error``, a task id given in advance) is published even when its caller
-finds it ignored or joined to a running call, so that its own task id gets an outcome and what
-rides on its message goes on. Such a message carries the ``stand_in`` header, and its attempts
-never run the body unless the call it joined vanished:
+**Stand-ins.** A message that stands in for a call that joined another or was ignored (a canvas
+member's, :mod:`celery_events.stand_ins`) ends with that call's outcome, or None, without running
+the body; so does a message that finds its lock held by another call, which becomes one.
 
-- *ignored*: the attempt returns None; Celery stores SUCCESS with None and runs what follows.
-- *joined to the holder H*: when H has finished, the attempt returns H's value or raises H's
-  exception, and Celery records and propagates it as the stand-in's own (group results, chord
-  bodies, chain continuations, ``link`` and ``link_error``). While H runs, the message is
-  published again after a pause (:data:`JOIN_CHECK_DELAYS`) and this delivery ends with Celery's
-  ``Ignore``. When H's lock is gone and H left no outcome (its worker died and the lock expired),
-  the stand-in takes the lock; if H's outcome is still missing at the next check, it runs the
-  body itself. Eager stand-ins wait in place instead of re-publishing.
-
-No attempt event (``task_start``...) is sent for a stand-in that does not run the body: its
-outcome was on the bus when its caller sent ``invocation_unique`` or ``invocation_ignored``.
-
-**Settling.** The attempt that ends a call releases its lock, and after a success opens its
-ignore window, before Celery stores the result (:func:`settle`).
+**The body, retries and settling.** An attempt that passes the gate sends ``task_start`` and
+runs the body. A retry is published with the call's headers (:func:`retry_headers`), so the
+next attempt is the same call. The attempt that ends a call releases its lock, and after a
+success opens its ignore window, before Celery stores the result (:func:`settle`): whoever sees
+the result can call the task again at once. ``task_retry``, ``task_failure`` and
+``task_success`` are sent from Celery's handlers (:func:`send_task_event`).
 """
 
 from __future__ import annotations
@@ -35,83 +28,95 @@ from __future__ import annotations
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, NoReturn
+from typing import TYPE_CHECKING, Any, Final
 
-from celery.backends.base import DisabledBackend
-from celery.exceptions import Ignore
+from celery.exceptions import CeleryError, Reject, Retry
 from django.utils import timezone
 
-from .cleanup import release_lock
-from .durations import positive_seconds
+from . import signals, stand_ins
+from .durations import positive_seconds, retry_delays
 from .headers import (
+    CARRIED_HEADERS,
     IGNORE_AFTER_SUCCESS_HEADER,
     IGNORE_KEY_HEADER,
-    INVOCATION_ID_HEADER,
-    STALE_TIME_LIMIT_HEADER,
     STAND_IN_HEADER,
     TRIGGER_TIME_HEADER,
     UNIQUE_KEY_HEADER,
+    invocation_id_of,
     read_header,
 )
-from .locks import get_lock_store
+from .locks import LockStoreUnavailableError, get_lock_store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     from billiard.einfo import ExceptionInfo
     from celery.app.task import Context
-    from celery.result import AsyncResult
 
-    from .locks import Claim
-    from .task import DjangoTask
+    from .typing import CalledTask
 
 __all__ = [
-    "JOIN_CHECK_DELAYS",
-    "StandInOutcome",
     "admit_attempt",
     "ignore_key_of",
-    "invocation_id_of",
-    "is_stand_in_attempt",
-    "queue_wait",
+    "retry_delay",
     "retry_eta",
+    "retry_headers",
+    "run_attempt",
+    "send_task_event",
+    "set_ignore_task",
     "settle",
 ]
 
 logger: Final = logging.getLogger("celery_events")
 
-JOIN_CHECK_DELAYS: Final = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
-"""Seconds a joined stand-in waits before each check of its holder; the last one repeats."""
 
-# Marks the request of an attempt that ended a stand-in without running the body. A Python
-# object, not a header value: a caller's headers cannot make an attempt skip its events or its
-# lock release.
-_STAND_IN_ATTEMPT: Final = object()
-_STAND_IN_ATTRIBUTE: Final = "_celery_events_stand_in"
-
-
-class StandInOutcome:
-    """How a stand-in's attempt ends in place of a body run: None, or its holder's outcome.
+def run_attempt(task: CalledTask, request: Context, args: Any, kwargs: Any) -> Any:
+    """Run one attempt: the gate, ``task_start``, the body, and the settling of its call.
 
     Args:
-        holder: the finished result of the call the stand-in joined; None for an ignored call.
+        task: the task whose attempt starts.
+        request: the attempt's request.
+        args: the body's positional arguments.
+        kwargs: the body's keyword arguments.
+
+    Returns:
+        The body's return value, or a stand-in's outcome.
+
+    Raises:
+        LockStoreUnavailableError: the gate could not reach the lock store; the attempt fails
+            without running the body (``task_start``, then ``task_failure``).
+        Exception: whatever the body raised, after the call was settled (unless it retries).
     """
+    try:
+        stand_in = admit_attempt(task, request)
+    except LockStoreUnavailableError:
+        # Never run the body unchecked: the attempt starts, and fails at its gate.
+        _start(task, request, args, kwargs)
+        raise
+    if stand_in is not None:
+        return stand_in.complete()
+    _start(task, request, args, kwargs)
+    try:
+        retval = task.run(*args, **kwargs)
+    except Retry:
+        raise
+    except Reject as reject:
+        if not getattr(reject, "requeue", False):  # celery-types lacks "requeue"
+            settle(task, request, succeeded=False)
+        raise
+    except BaseException:
+        settle(task, request, succeeded=False)
+        raise
+    settle(task, request, succeeded=True)
+    return retval
 
-    __slots__ = ("_holder",)
 
-    def __init__(self, holder: AsyncResult[Any] | None) -> None:
-        self._holder = holder
-
-    def complete(self) -> Any:
-        """Return the holder's value (None for an ignored call) or raise its exception.
-
-        Raises:
-            Exception: the exception the joined call failed with.
-        """
-        if self._holder is None:
-            return None
-        # The result is ready: get() reads what ready() fetched and never blocks.
-        return self._holder.get(propagate=True, disable_sync_subtasks=False)
+def _start(task: CalledTask, request: Context, args: Any, kwargs: Any) -> None:
+    event = (request.id, args, kwargs)
+    send_task_event(task, signals.task_start, task.on_task_start, request, event)
 
 
-def admit_attempt(task: DjangoTask, request: Context) -> StandInOutcome | None:
+def admit_attempt(task: CalledTask, request: Context) -> stand_ins.StandInOutcome | None:
     """Decide whether the attempt that starts runs the body: None when it does.
 
     Returns:
@@ -124,14 +129,11 @@ def admit_attempt(task: DjangoTask, request: Context) -> StandInOutcome | None:
     """
     stand_in = read_header(request, STAND_IN_HEADER)
     if stand_in is not None:
-        outcome = _stand_in_outcome(task, request, dict(stand_in))
-        if outcome is not None:
-            setattr(request, _STAND_IN_ATTRIBUTE, _STAND_IN_ATTEMPT)
-        return outcome
+        return stand_ins.outcome(task, request, dict(stand_in))
     unique_key = read_header(request, UNIQUE_KEY_HEADER)
     if unique_key is None or request.is_eager:
         return None
-    claim = _claim(task, request, unique_key)
+    claim = stand_ins.claim(task, request, unique_key)
     if claim.holder != request.id:
         logger.warning(
             "task %s[%s] of invocation %s found its unique lock held by %s: it does not run, "
@@ -142,7 +144,7 @@ def admit_attempt(task: DjangoTask, request: Context) -> StandInOutcome | None:
             claim.holder,
             claim.holder,
         )
-        _check_later(task, request, {"holder": claim.holder, "checks": 0})
+        stand_ins.check_later(task, request, {"holder": claim.holder, "checks": 0})
     if claim.taken:
         logger.warning(
             "task %s[%s] of invocation %s found its unique lock free (expired or released "
@@ -154,136 +156,66 @@ def admit_attempt(task: DjangoTask, request: Context) -> StandInOutcome | None:
     return None
 
 
-def is_stand_in_attempt(request: Context) -> bool:
-    """Return whether the attempt of ``request`` ended a stand-in without running the body."""
-    return getattr(request, _STAND_IN_ATTRIBUTE, None) is _STAND_IN_ATTEMPT
-
-
-def _stand_in_outcome(
-    task: DjangoTask, request: Context, stand_in: dict[str, Any]
-) -> StandInOutcome | None:
-    if stand_in.get("ignored"):
-        return StandInOutcome(None)
-    unique_key = read_header(request, UNIQUE_KEY_HEADER)
-    while True:
-        holder = stand_in["holder"]
-        finished = _finished(task, holder)
-        if finished is not None:
-            if stand_in.get("claimed"):  # taken at the last check: the outcome came after all
-                release_lock(request.id, unique_key, task.name)
-            return StandInOutcome(finished)
-        claim = _claim(task, request, unique_key)
-        if claim.holder == request.id and stand_in.get("claimed"):
-            logger.warning(
-                "task %s[%s] of invocation %s joined %s, which left its lock without an "
-                "outcome: it runs the body itself",
-                task.name,
-                request.id,
-                invocation_id_of(request),
-                holder,
-            )
-            return None
-        stand_in = {
-            "holder": holder if claim.holder == request.id else claim.holder,
-            "checks": stand_in.get("checks", 0) + 1,
-            "claimed": claim.holder == request.id,
-        }
-        if not request.is_eager:
-            _check_later(task, request, stand_in)
-        time.sleep(_join_check_delay(stand_in["checks"]))
-
-
-def _finished(task: DjangoTask, holder: str) -> AsyncResult[Any] | None:
-    """Return the holder's result when it has finished; None while it runs or is unknown."""
-    conf = task.app.conf
-    if isinstance(task.backend, DisabledBackend) or (
-        conf.task_always_eager and not conf.task_store_eager_result
-    ):  # no outcome is stored to read
-        return None
-    result = task.AsyncResult(holder)
-    return result if result.ready() else None
-
-
-def _claim(task: DjangoTask, request: Context, unique_key: str) -> Claim:
-    """Claim the lock for the attempt, for the call's stale time limit (it came with the key)."""
-    return get_lock_store().claim(
-        task_id=str(request.id),
-        unique_key=unique_key,
-        lock_ttl=float(read_header(request, STALE_TIME_LIMIT_HEADER)),
-        task_name=task.name,
-        arguments=(request.args, request.kwargs),
-    )
-
-
-def _join_check_delay(checks: int) -> float:
-    return JOIN_CHECK_DELAYS[min(checks, len(JOIN_CHECK_DELAYS) - 1)]
-
-
-def _check_later(task: DjangoTask, request: Context, stand_in: dict[str, Any]) -> NoReturn:
-    """Publish the attempt's message again as a stand-in checked after a pause; end this one.
-
-    Raises:
-        celery.exceptions.Ignore: always, once published: Celery acknowledges the message and
-            stores nothing.
-    """
-    headers = {**(request.headers or {}), STAND_IN_HEADER: stand_in}
-    # The same task id, callbacks, chain, chord and group; no expiry, as nothing runs.
-    task.signature_from_request(
-        request,
-        countdown=_join_check_delay(stand_in["checks"]),
-        expires=None,
-        headers=headers,
-    ).apply_async()
-    raise Ignore
-
-
-def invocation_id_of(request: Context) -> str:
-    """Return the invocation id of the running attempt's call: its header, else its task id.
-
-    A call's invocation id is its task id unless the caller named the invocation (then the
-    message carries it in a header); a message from a producer that is not a DjangoTask has
-    none, and its task id, kept across retries, serves.
-
-    Args:
-        request: the running attempt's request.
-    """
-    return str(read_header(request, INVOCATION_ID_HEADER) or request.id)
-
-
-def ignore_key_of(task: DjangoTask, request: Context) -> str:
+def ignore_key_of(task: CalledTask, request: Context) -> str:
     """Return the ignore window's key of the running attempt's call."""
     ignore_key: str | None = read_header(request, IGNORE_KEY_HEADER)
-    if ignore_key is None:  # published by something other than a DjangoTask
+    if ignore_key is None:  # published by something other than a CalledTask
         ignore_key = task._get_ignore_key(request.args, request.kwargs)  # noqa: SLF001 - the task's key seam
     return ignore_key
 
 
-def queue_wait(request: Context, now: float) -> float | None:
-    """Return how long the attempt's message waited before the attempt started, in seconds.
+def retry_delay(
+    task: CalledTask,
+    request: Context,
+    default_retry_delays: Sequence[float | timedelta] | None,
+    max_retries: int | None,
+) -> tuple[float | None, int | None]:
+    """Return the countdown and the retry limit of a retry that names no eta or countdown.
 
-    The wait is counted from the message's ``eta`` when it has one (a countdown, a retry),
-    else from when it was sent (:data:`~celery_events.headers.TRIGGER_TIME_HEADER`). The two
-    clocks are those of the sender's and the worker's machines: a wait that their skew makes
-    negative is 0.
+    With retry delays (the retry's own, else the task's), attempt n waits delays[n] and the
+    number of delays is the retry limit, unless the retry gives one; without, Celery decides.
 
     Args:
-        request: the starting attempt's request.
-        now: the attempt's start, as ``time.time()``.
+        task: the retried task.
+        request: the running attempt's request.
+        default_retry_delays: the retry's own delays, or None for the task's.
+        max_retries: the retry's own limit, or None.
 
-    Returns:
-        The wait; None for an eager attempt, which waited in no queue, and for a message that
-        tells neither (one from a producer that is not a DjangoTask, without an eta).
+    Raises:
+        TypeError: a delay is neither seconds nor a timedelta.
+        ValueError: a delay is less than 0.
     """
-    if request.is_eager:
-        return None
-    since: Any = request.eta or read_header(request, TRIGGER_TIME_HEADER)
-    if since is None:
-        return None
-    if isinstance(since, str):  # an eta, or django-celery-extensions' trigger time
-        since = datetime.fromisoformat(since)
-    if isinstance(since, datetime):
-        since = since.timestamp()
-    return max(now - float(since), 0.0)
+    delays = (
+        task.default_retry_delays
+        if default_retry_delays is None
+        else retry_delays(default_retry_delays, f"default_retry_delays of {task.name!r}")
+    )
+    if delays is None:
+        return None, max_retries
+    countdown = delays[request.retries] if request.retries < len(delays) else None
+    return countdown, len(delays) if max_retries is None else max_retries
+
+
+def retry_headers(request: Context, options: dict[str, Any]) -> dict[str, Any]:
+    """Return the headers a retry of the running attempt is published with.
+
+    Every header of the message goes on (trace context, the user's own), then the retry's own
+    ``headers`` option, then the call's (:data:`~celery_events.headers.CARRIED_HEADERS`) and
+    the retry's publish time; not a stand-in's mark: a stand-in that runs the body retries as
+    the call itself.
+
+    Args:
+        request: the running attempt's request.
+        options: the retry's options, as ``Task.retry`` takes them.
+    """
+    headers = {**(request.headers or {}), **(options.get("headers") or {})}
+    headers.pop(STAND_IN_HEADER, None)
+    headers[TRIGGER_TIME_HEADER] = time.time()
+    for name in CARRIED_HEADERS:
+        value = read_header(request, name)
+        if value is not None:
+            headers[name] = value
+    return headers
 
 
 def retry_eta(einfo: ExceptionInfo) -> datetime:
@@ -295,7 +227,7 @@ def retry_eta(einfo: ExceptionInfo) -> datetime:
     return timezone.now() + timedelta(seconds=float(when or 0))
 
 
-def _opens_ignore_window(task: DjangoTask, request: Context) -> bool:
+def _opens_ignore_window(task: CalledTask, request: Context) -> bool:
     """Return whether the call's success opens its ignore window.
 
     It does for a task that ignores after success, and for a call that asked to
@@ -307,7 +239,7 @@ def _opens_ignore_window(task: DjangoTask, request: Context) -> bool:
     return ignores and task.ignore_task_timedelta is not None
 
 
-def settle(task: DjangoTask, request: Context, *, succeeded: bool) -> None:
+def settle(task: CalledTask, request: Context, *, succeeded: bool) -> None:
     """Release the lock of the call's last attempt, and after a success open its ignore window.
 
     A lock store error is logged, not raised: it must neither hide the task's own exception nor
@@ -343,3 +275,67 @@ def settle(task: DjangoTask, request: Context, *, succeeded: bool) -> None:
             task.name,
             request.id,
         )
+
+
+def set_ignore_task(
+    task: CalledTask, request: Context, ignore_task_timedelta: timedelta | float | None
+) -> None:
+    """Open the ignore window of the running attempt's call, from its body.
+
+    Args:
+        task: the running task.
+        request: the running attempt's request.
+        ignore_task_timedelta: how long; the task's ``ignore_task_timedelta`` when None.
+
+    Raises:
+        CeleryError: outside a running task, or with no timedelta from the call or task.
+        LockStoreUnavailableError: the lock store's Redis could not be reached.
+    """
+    if request.called_directly:
+        msg = f"set_ignore_task() of task {task.name!r} works only while the task runs"
+        raise CeleryError(msg)
+    how_long = (
+        task.ignore_task_timedelta if ignore_task_timedelta is None else ignore_task_timedelta
+    )
+    if how_long is None:
+        msg = (
+            f"set_ignore_task() of task {task.name!r} needs an ignore_task_timedelta, "
+            "on the task or in the call"
+        )
+        raise CeleryError(msg)
+    get_lock_store().ignore(
+        task_id=str(request.id),
+        ignore_key=ignore_key_of(task, request),
+        ignore_ttl=positive_seconds(
+            how_long, f"ignore_task_timedelta of set_ignore_task() of {task.name!r}"
+        ),
+        unique_key=read_header(request, UNIQUE_KEY_HEADER),
+        task_name=task.name,
+        arguments=(request.args, request.kwargs),
+    )
+
+
+def send_task_event(
+    task: CalledTask,
+    signal: signals.EventSignal,
+    hook: Callable[..., None],
+    request: Context,
+    values: tuple[Any, ...],
+) -> None:
+    """Call the task hook with ``values``, then send its signal with the invocation id too.
+
+    Nothing is sent for an attempt that ended a stand-in without running the body: its outcome
+    was on the bus when its caller joined or was ignored.
+
+    Args:
+        task: the task whose attempt the event is about.
+        signal: the event's signal.
+        hook: the task's hook method of the same name.
+        request: the attempt's request, which tells the call's invocation id.
+        values: the hook's arguments.
+    """
+    if stand_ins.is_stand_in_attempt(request):
+        return
+    hook(*values)
+    if signal.receivers:
+        signal.emit(task, invocation_id_of(request), *values)

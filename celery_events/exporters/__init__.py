@@ -17,19 +17,18 @@ sending an event then costs one attribute check.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from celery_events.config import SETTING_PREFIX
+from celery_events.config import SETTING_PREFIX, exporter_entries
 
 from .base import Exporter
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 __all__ = ["BUILTIN_EXPORTERS", "Exporter", "connect_exporters", "disconnect_exporters"]
 
@@ -59,7 +58,7 @@ def connect_exporters(setting: object) -> tuple[Exporter, ...]:
         ImproperlyConfigured: the value is not a list or dict, names an unknown exporter (the
             message lists the known ones), or gives an exporter an unknown or bad option.
     """
-    exporters = tuple(_build(name, options) for name, options in _entries(setting))
+    exporters = tuple(_build(name, options) for name, options in exporter_entries(setting))
     for exporter in exporters:
         exporter.connect()
     return exporters
@@ -73,32 +72,6 @@ def disconnect_exporters(exporters: Iterable[Exporter]) -> None:
     """
     for exporter in exporters:
         exporter.disconnect()
-
-
-def _entries(setting: object) -> list[tuple[str, Mapping[str, Any]]]:
-    if isinstance(setting, Mapping):
-        entries = list(setting.items())
-    elif isinstance(setting, (list, tuple)):
-        entries = [(name, {}) for name in setting]
-    else:
-        msg = (
-            f"{_SETTING} must be a list of exporter names or a dict of name -> options, "
-            f"not {setting!r}"
-        )
-        raise ImproperlyConfigured(msg)
-    seen: set[str] = set()
-    for name, options in entries:
-        if not isinstance(name, str):
-            msg = f"{_SETTING}: an exporter name must be a string, not {name!r}"
-            raise ImproperlyConfigured(msg)
-        if name in seen:
-            msg = f"{_SETTING} names exporter {name!r} more than once"
-            raise ImproperlyConfigured(msg)
-        if not isinstance(options, Mapping):
-            msg = f"{_SETTING}: the options of exporter {name!r} must be a dict, not {options!r}"
-            raise ImproperlyConfigured(msg)
-        seen.add(name)
-    return entries
 
 
 def _build(name: str, options: Mapping[str, Any]) -> Exporter:

@@ -26,8 +26,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from celery_events import signals
 from celery_events.__about__ import __version__
-from celery_events.headers import INVOCATION_ID_HEADER, read_header
-from celery_events.worker import queue_wait
+from celery_events.headers import INVOCATION_ID_HEADER, queue_wait, read_header
 
 from . import semconv
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option

@@ -20,7 +20,7 @@ from celery import signals as celery_signals
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from celery_events import signals
-from celery_events.worker import queue_wait
+from celery_events.headers import queue_wait
 
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
 

@@ -3,7 +3,8 @@
 A *lock store* answers three questions for :class:`~celery_events.task.DjangoTask`: may this call
 be triggered (or is it ignored, or is the same call already held by another task id), release the
 lock of a task that finished (and open its ignore window after a success), and who holds a lock
-now. :func:`get_lock_store` picks the store for the cache named by the ``CACHE_NAME`` setting:
+now. :func:`get_lock_store` picks the store for the cache named by the ``CACHE_NAME`` setting,
+and :func:`release_lock` frees the lock of a message whose task cannot (lost, revoked, dropped):
 
 - :class:`RedisLockStore` when that cache is Django's ``RedisCache`` or django-redis's: atomic,
   owner-safe, one round trip to Redis per trigger and per completion; an unreachable Redis raises
@@ -39,6 +40,7 @@ __all__ = [
     "Outcome",
     "RedisLockStore",
     "get_lock_store",
+    "release_lock",
 ]
 
 # One store per cache object: ``caches[alias]`` gives each thread its own cache object (and
@@ -76,3 +78,24 @@ def get_lock_store() -> LockStore:
     if store is None:
         store = _stores[cache] = _new_lock_store(cache, cache_name)
     return store
+
+
+def release_lock(task_id: object, unique_key: object, task_name: str | None = None) -> None:
+    """Release ``unique_key`` if ``task_id`` holds it; do nothing unless both are strings.
+
+    Args:
+        task_id: the message's task id, as its headers or request give it.
+        unique_key: the lock key its headers carry (None for a task that is not unique).
+        task_name: the task's name, to delete the lock's index entry with it.
+
+    Raises:
+        LockStoreUnavailableError: the lock store's Redis could not be reached.
+    """
+    if isinstance(task_id, str) and isinstance(unique_key, str):
+        get_lock_store().release(
+            task_id=task_id,
+            unique_key=unique_key,
+            ignore_key=None,
+            ignore_ttl=None,
+            task_name=task_name,
+        )
