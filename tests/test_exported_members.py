@@ -31,6 +31,7 @@ MODULES = [
     "celery_events.commands",
     "celery_events.config",
     "celery_events.headers",
+    "celery_events.installed",
     "celery_events.locks",
     "celery_events.models",
     "celery_events.options",
