@@ -365,3 +365,27 @@ def test_page_file_is_the_examples_file_of_the_same_name(path):
     (block,) = [b for b in STEPS if b.language == "python" and b.text.startswith(f"# {path}\n")]
 
     assert block.text.partition("\n")[2].strip() == SHARED_FILES[path].read_text().strip()
+
+
+def _pip_installs(markdown: str) -> list[Requirement]:
+    lines = (line for block in _blocks(markdown) for line in block.text.splitlines())
+    return [
+        Requirement(argument)
+        for line in lines
+        if line.startswith("pip install ")
+        for argument in shlex.split(line)[2:]
+    ]
+
+
+def test_redis_extra_brings_celerys_redis_transport():
+    requires = [Requirement(text) for text in importlib.metadata.requires("celery-events") or ()]
+
+    (transport,) = [r for r in requires if r.marker and r.marker.evaluate({"extra": "redis"})]
+    assert (transport.name, transport.extras) == ("celery", {"redis"})
+
+
+def test_readme_installs_celery_events_with_its_redis_extra_as_the_page_does():
+    page = [r for r in _pip_installs(PAGE.read_text()) if r.name == "celery-events"]
+    readme = _pip_installs((ROOT / "README.md").read_text())
+
+    assert [str(r) for r in readme] == [str(r) for r in page] == ["celery-events[redis]"]
