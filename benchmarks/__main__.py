@@ -22,7 +22,7 @@ from importlib.metadata import version
 from typing import Any
 
 from benchmarks.floors import make_floors
-from tests.services import start_redis_server
+from tests.services import throwaway_redis
 
 Measure = Callable[[Any, int], float]
 
@@ -36,12 +36,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--json", help="also write the results to this file")
     options = parser.parse_args(argv)
 
-    redis_url, redis_process = start_redis_server()
-    try:
+    with throwaway_redis() as (redis_url, _):
         os.environ["CELERY_EVENTS_BENCH_REDIS_URL"] = redis_url
         results = run(options, redis_url)
-    finally:
-        redis_process.kill()
     print_report(results)
     if options.json:
         with open(options.json, "w") as output:  # noqa: PTH123

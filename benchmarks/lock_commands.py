@@ -20,7 +20,7 @@ import django
 from django.conf import settings
 
 from tests.redis_monitor import monitored
-from tests.services import start_redis_server
+from tests.services import throwaway_redis
 
 #: A step of one call: given the store and the call's (unique key, ignore key), what to do first
 #: and then what to measure.
@@ -63,8 +63,7 @@ def measure(url: str, store: Any, step: Step, *, ignore: bool) -> tuple[list[str
 
 def main() -> None:
     """Print one line per store, kind of call and step."""
-    url, process = start_redis_server()
-    try:
+    with throwaway_redis() as (url, _):
         settings.configure(
             CACHES={
                 "default": {
@@ -94,8 +93,6 @@ def main() -> None:
                         f"{store_name:15} {call:18} {step_name:28} "
                         f"{len(sent)} ({' '.join(sent)}{inside})"
                     )
-    finally:
-        process.kill()
 
 
 if __name__ == "__main__":

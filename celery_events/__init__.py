@@ -6,6 +6,7 @@ The task base class is :class:`celery_events.task.DjangoTask`; the signals are i
 
 from __future__ import annotations
 
+from . import installed  # noqa: F401 - registers celery_events.E005, which needs no app
 from .__about__ import __version__
 
 __all__ = ["__version__"]

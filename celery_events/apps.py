@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from django.apps import AppConfig
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
@@ -37,6 +39,10 @@ class CeleryEventsConfig(AppConfig):
     def ready(self) -> None:
         """Connect what the settings switch on.
 
+        Under ``manage.py check`` a bad setting raises nothing here: the check
+        ``celery_events.E002`` reports it, among every other message of the checks, where a
+        traceback from here would stop the command before any check ran.
+
         Raises:
             django.core.exceptions.ImproperlyConfigured: a setting it reads has a value of the
                 wrong type or shape (the message names the setting and the value), or names a
@@ -44,6 +50,15 @@ class CeleryEventsConfig(AppConfig):
                 unknown exporter, or gives an exporter a bad option.
         """
         from . import checks  # noqa: F401, PLC0415 - registers the checks
+
+        try:
+            self._start()
+        except ImproperlyConfigured:
+            if not _running_check_command():
+                raise
+
+    def _start(self) -> None:
+        """Make the command tasks, discover the tasks and connect the exporters and cleanup."""
         from .commands import generate_command_tasks  # noqa: PLC0415
         from .task import DjangoTask  # noqa: PLC0415 - imports Celery's task machinery late
 
@@ -68,6 +83,16 @@ class CeleryEventsConfig(AppConfig):
     def _on_setting_changed(self, *, setting: str, **_: Any) -> None:
         if setting == f"{SETTING_PREFIX}EXPORTERS":
             self._connect_exporters()
+
+
+def _running_check_command() -> bool:
+    """Return whether this process runs Django's ``check`` command.
+
+    ``manage.py``, ``django-admin`` and ``python -m django`` all take the command's name as their
+    first argument, and set Django up (which runs :meth:`CeleryEventsConfig.ready`) before the
+    command runs.
+    """
+    return sys.argv[1:2] == ["check"]
 
 
 def _current_celery_app() -> Celery:

@@ -8,7 +8,12 @@ stops renewing, so its lock expires within ``LOCK_TIMEOUT`` seconds and a standb
 within ``LOCK_TIMEOUT + LOCK_SLEEP``. A holder that finds its lock lost stops sending and waits
 again. Just before each send the holder records the entry's run beside the lock, owner-checked,
 so that the replica taking over starts from the runs the one before it made: no entry is sent
-twice for one due time across a handover.
+twice for one due time across a handover. The recorded runs expire once none of them can matter
+any more: at the latest next due time of the holder's schedule, counted again on every tick.
+
+In Django settings, ``CELERY_BEAT_SCHEDULER = "celery_events.beat.LockedPersistentScheduler"``
+(with the app's ``config_from_object("django.conf:settings", namespace="CELERY")``) makes it the
+scheduler of ``celery beat`` without ``-S``.
 """
 
 from __future__ import annotations
@@ -102,7 +107,7 @@ class LockedPersistentScheduler(PersistentScheduler):
         # Celery names every entry of a schedule and sets the run time of the one it advances.
         name, when = cast("str", entry.name), cast("datetime", new_entry.last_run_at)
         try:
-            recorded = self._beat_lock.record_run(name, when)
+            recorded = self._beat_lock.record_run(name, when, self._last_runs_ttl())
         except LockStoreUnavailableError:
             recorded = False
         if not recorded:
@@ -152,13 +157,23 @@ class LockedPersistentScheduler(PersistentScheduler):
         lock = self._beat_lock
         try:
             if self._holds_lock:
-                if lock.renew():
+                if lock.renew(self._last_runs_ttl()):
                     return True
                 self._wait("another beat took it, or it expired")
             self._hold(lock.take())
         except LockStoreUnavailableError as exc:
             self._wait(str(exc))
         return self._holds_lock
+
+    def _last_runs_ttl(self) -> float:
+        """Return the seconds for which the runs recorded beside the lock can still matter.
+
+        A recorded run keeps the beat that takes over from sending its entry again before the
+        entry is next due; once the latest next due time of the schedule's entries has passed, no
+        recorded run changes what a beat sends. The lock's own time to live is the least.
+        """
+        # is_due() is (is_due, seconds until the next due time): celery-types has it as a tuple.
+        return max((float(entry.is_due()[1]) for entry in self.schedule.values()), default=0.0)
 
     def _hold(self, last_runs: dict[str, datetime] | None) -> None:
         """Schedule from ``last_runs`` when the lock was taken (None: another beat holds it)."""

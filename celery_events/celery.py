@@ -7,6 +7,8 @@ from typing import Any
 
 from celery import Celery as BaseCelery
 
+from .installed import require_installed_app
+
 __all__ = ["Celery", "CeleryQueueEnum"]
 
 
@@ -42,3 +44,16 @@ class Celery(BaseCelery):
     """A Celery app whose default task class is :class:`~celery_events.task.DjangoTask`."""
 
     task_cls = "celery_events.task:DjangoTask"
+
+    def finalize(self, auto: bool = False) -> None:
+        """Finalize the app, as Celery does before its tasks are first used or a worker starts.
+
+        Raises:
+            django.core.exceptions.ImproperlyConfigured: ``'celery_events'`` is not in
+                INSTALLED_APPS (once Django's apps are ready): the tasks would run without the
+                exporters, the command tasks and the cleanup that the app connects.
+        """
+        if not self.finalized:  # type: ignore[attr-defined]  # celery-types lacks it
+            app_class = f"{type(self).__module__}.{type(self).__qualname__}"
+            require_installed_app(f"Celery app {self.main!r} ({app_class})")
+        super().finalize(auto=auto)

@@ -1,9 +1,11 @@
-"""Django system checks of the settings, the lock cache and the tasks.
+"""Django system checks of the settings, the lock cache, the Celery app and the tasks.
 
 The ids, each documented in docs/configuration.md: ``celery_events.E001`` an unknown setting,
-``E002`` a refused value, ``E003`` a ``CACHE_NAME`` that names no cache, ``W001`` a lock store
-whose Redis evicts keys, ``W002`` a task that locks in a cache that processes do not share; and
-whatever the project's ``CELERY_TASK_CHECKER`` reports.
+``E002`` a refused value, ``E003`` a ``CACHE_NAME`` that names no cache, ``E004`` no Celery app
+loaded when Django starts, ``W001`` a lock store whose Redis evicts keys, ``W002`` a task that
+locks in a cache that processes do not share, ``W003`` a unique task with no stale time limit;
+and whatever the project's ``CELERY_TASK_CHECKER`` reports. ``E005``, the app missing from
+INSTALLED_APPS, is in :mod:`celery_events.installed`, since this module is imported by the app.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import redis
 from celery import current_app
+from celery.exceptions import CeleryError
 from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
@@ -21,14 +24,17 @@ from django.core.cache.backends.filebased import FileBasedCache
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.checks import CheckMessage, Error, Tags, Warning, register  # noqa: A004
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
+from django.utils.module_loading import autodiscover_modules, import_string
 
+from .commands import command_task_name
 from .config import DEFAULTS, SETTING_PREFIX, settings
+from .exporters import build_exporters
 from .locks import LockStoreUnavailableError, RedisLockStore, get_lock_store
+from .options import stale_time_limit
 from .task import DjangoTask
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from django.apps import AppConfig
     from django.core.cache.backends.base import BaseCache
@@ -36,11 +42,13 @@ if TYPE_CHECKING:
 __all__ = [
     "UNSHARED_CACHES",
     "check_cache_name",
+    "check_celery_app_loaded",
     "check_celery_tasks",
     "check_lock_cache_shared",
     "check_lock_store_eviction",
     "check_setting_names",
     "check_setting_values",
+    "check_unique_tasks_stale_time_limit",
 ]
 
 #: Settings of django-celery-extensions that celery-events names differently.
@@ -81,17 +89,34 @@ def check_setting_values(
     app_configs: Sequence[AppConfig] | None,  # noqa: ARG001 - Django's check signature
     **kwargs: Any,  # noqa: ARG001
 ) -> list[CheckMessage]:
-    """Report every setting whose value its validator refuses, each as ``celery_events.E002``.
+    """Report every setting whose value is refused, each as ``celery_events.E002``.
 
-    Every setting is read (see :class:`~celery_events.config.Settings`), so that all the bad
-    values are reported at once rather than one per start-up.
+    Every setting is read (see :class:`~celery_events.config.Settings`), and the values that
+    the app's start-up uses are used as it does (:data:`_STARTUP_USES`), so that all the bad
+    values are reported at once rather than one per start-up. Under ``manage.py check``, the
+    app's start-up leaves its errors to this check (see :mod:`celery_events.apps`).
     """
     return [error for error in map(_refusal, DEFAULTS) if error is not None]
 
 
+def _name_commands(value: Any) -> None:
+    """Name the task of every command of AUTO_GENERATE_TASKS_DJANGO_COMMANDS, as the app does."""
+    for command_name in value:
+        command_task_name(command_name)
+
+
+_STARTUP_USES: Final[Mapping[str, Callable[[Any], object]]] = MappingProxyType(
+    {"EXPORTERS": build_exporters, "AUTO_GENERATE_TASKS_DJANGO_COMMANDS": _name_commands}
+)
+"""What the app's start-up does with a setting's value beyond its validator, by setting: an
+unknown exporter or option, or a command that does not exist, is refused there."""
+
+
 def _refusal(name: str) -> CheckMessage | None:
     try:
-        getattr(settings, name)
+        value = getattr(settings, name)
+        if name in _STARTUP_USES:
+            _STARTUP_USES[name](value)
     except ImproperlyConfigured as exc:
         return Error(
             str(exc),
@@ -170,14 +195,11 @@ def check_lock_cache_shared(
     )
     if reason is None:
         return []
-    # The tasks a worker would find: the project's task modules are imported by Celery's
-    # autodiscovery only when a worker starts, and not at all by manage.py check.
-    current_app.autodiscover_tasks(force=True)
-    locking = sorted(
+    locking = [
         name
-        for name, task in current_app.tasks.items()
-        if isinstance(task, DjangoTask) and (task.unique or task.ignore_task_timedelta is not None)
-    )
+        for name, task in _django_tasks()
+        if task.unique or task.ignore_task_timedelta is not None
+    ]
     if not locking:
         return []
     shown = ", ".join(locking[:_TASKS_SHOWN])
@@ -193,6 +215,92 @@ def check_lock_cache_shared(
                 "django.core.cache.backends.redis.RedisCache (whose locks are also atomic)."
             ),
             id="celery_events.W002",
+        )
+    ]
+
+
+def _django_tasks() -> list[tuple[str, DjangoTask]]:
+    """Return the DjangoTasks of the current Celery app by name, as a worker would find them.
+
+    The project's task modules are imported by Celery's autodiscovery only when a worker
+    starts, and not at all by ``manage.py check``: they are imported here.
+    """
+    current_app.autodiscover_tasks(force=True)
+    return sorted(
+        (name, task) for name, task in current_app.tasks.items() if isinstance(task, DjangoTask)
+    )
+
+
+@register()
+def check_unique_tasks_stale_time_limit(
+    app_configs: Sequence[AppConfig] | None,  # noqa: ARG001 - Django's check signature
+    **kwargs: Any,  # noqa: ARG001
+) -> list[CheckMessage]:
+    """Warn about each unique task that has no stale time limit (``celery_events.W003``).
+
+    A unique call needs one (the longest its lock may outlive a holder that stopped), from the
+    call, the task or the settings, or derived from a time limit: a call that has none from
+    anywhere is refused with CeleryError. Only a warning, since each call may give its own.
+    """
+    try:
+        settings.DEFAULT_TASK_STALE_TIME_LIMIT  # noqa: B018 - read by stale_time_limit below
+    except ImproperlyConfigured:  # reported by check_setting_values
+        return []
+    messages: list[CheckMessage] = []
+    for name, task in _django_tasks():
+        if not task.unique:
+            continue
+        try:
+            stale_time_limit(task, None, None)
+        except CeleryError:
+            messages.append(
+                Warning(
+                    "unique task without a stale time limit: every call that does not give "
+                    "stale_time_limit fails with CeleryError",
+                    hint=(
+                        "Give the task one (@shared_task(unique=True, stale_time_limit=600)), "
+                        "give one to every call (apply_async(..., stale_time_limit=600)), or "
+                        f"set {SETTING_PREFIX}DEFAULT_TASK_STALE_TIME_LIMIT."
+                    ),
+                    obj=name,
+                    id="celery_events.W003",
+                )
+            )
+    return messages
+
+
+@register()
+def check_celery_app_loaded(
+    app_configs: Sequence[AppConfig] | None,  # noqa: ARG001 - Django's check signature
+    **kwargs: Any,  # noqa: ARG001
+) -> list[CheckMessage]:
+    """Report that no Celery app is loaded when Django starts (``celery_events.E004``).
+
+    Once the ``tasks`` modules of the installed apps are imported (as they are wherever the
+    tasks are called), Celery's current app should be the project's. If it is still the fallback
+    that Celery makes when no app was ever made, the project never imported its app: every
+    ``@shared_task`` is then a plain Celery task in the processes Django runs (no lock, no
+    event), and a call is published as the fallback's default configuration says, not as the
+    ``CELERY_`` settings do.
+    """
+    autodiscover_modules("tasks")
+    # Celery's fallback: Celery("default", set_as_current=False), made on first use of
+    # current_app when no app was made current (celery._state).
+    if current_app.main != "default" or current_app.set_as_current:  # type: ignore[attr-defined]  # celery-types lacks it
+        return []
+    package = getattr(django_settings, "SETTINGS_MODULE", "").rpartition(".")[0]
+    init = f"{package.replace('.', '/')}/__init__.py" if package else "the project's __init__.py"
+    return [
+        Error(
+            "no Celery app is loaded when Django starts: Celery's fallback app is current, so "
+            "@shared_task makes plain Celery tasks (no unique lock, no ignore window, no event) "
+            "that publish with Celery's defaults instead of the CELERY_ settings",
+            hint=(
+                f"Import the project's Celery app in {init}: "
+                "from .celery import app as celery_app "
+                f"(or name it in {SETTING_PREFIX}CELERY_SETTINGS)."
+            ),
+            id="celery_events.E004",
         )
     ]
 

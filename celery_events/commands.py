@@ -16,6 +16,7 @@ from django.core.management import call_command, get_commands
 from django.utils.module_loading import import_string
 
 from .config import SETTING_PREFIX, settings
+from .installed import require_installed_app
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -47,8 +48,10 @@ def get_django_command_task(command_name: str) -> Task[Any, Any]:
 
     Raises:
         ImproperlyConfigured: the command does not exist, or it is not listed in the
-            ``AUTO_GENERATE_TASKS_DJANGO_COMMANDS`` setting.
+            ``AUTO_GENERATE_TASKS_DJANGO_COMMANDS`` setting, or ``'celery_events'`` is not in
+            INSTALLED_APPS (its app makes the command tasks when Django starts).
     """
+    require_installed_app(f"get_django_command_task({command_name!r})")
     task_name = command_task_name(command_name)
     try:
         return current_app.tasks[task_name]

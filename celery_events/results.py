@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from celery.exceptions import CeleryError, TimeoutError  # noqa: A004 - what Celery raises
+from celery.result import AsyncResult, EagerResult
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -262,5 +263,14 @@ class ResultWrapper:
         return self.id
 
     def __repr__(self) -> str:
-        """Show the invocation id, the state and the task id."""
-        return f"<{type(self).__name__} {self.invocation_id} state={self.state} id={self.id}>"
+        """Show the invocation id and the task id, and the state where it is known here.
+
+        That is before the call triggered (``WAITING``), or when its result is local (an ignored
+        or a failed trigger, an eager run). Otherwise the state is the result backend's to tell,
+        and a repr asks no backend: a project may have none (the shell would print a traceback).
+        """
+        asks_backend = isinstance(self._result, AsyncResult) and not isinstance(
+            self._result, EagerResult
+        )
+        state = "" if asks_backend else f" state={self.state}"
+        return f"<{type(self).__name__} {self.invocation_id}{state} id={self.id}>"

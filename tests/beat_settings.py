@@ -18,3 +18,5 @@ if "BEAT_TEST_UNREACHABLE_REDIS_URL" in os.environ:
             "KEY_PREFIX": KEY_PREFIX,
         },
     }
+if "BEAT_TEST_SCHEDULER_SETTING" in os.environ:  # as docs/locks.md says, instead of -S
+    CELERY_BEAT_SCHEDULER = "celery_events.beat.LockedPersistentScheduler"

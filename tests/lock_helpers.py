@@ -9,10 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from tests.services import start_redis_server
+from tests.services import throwaway_redis  # noqa: F401 - the lock tests import it from here
 
 if TYPE_CHECKING:
-    import subprocess
     from collections.abc import Iterator
 
     import redis
@@ -51,14 +50,3 @@ def published(redis_client: redis.Redis, queue: str) -> list[str]:
     """Return the task ids of the messages waiting in ``queue`` of the Redis broker."""
     messages = redis_client.lrange(f"{settings.KEY_PREFIX}{queue}", 0, -1)
     return [json.loads(message)["headers"]["id"] for message in messages]
-
-
-@contextmanager
-def throwaway_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run a redis-server of the test's own, to count its commands or to stop it."""
-    url, process = start_redis_server()
-    try:
-        yield url, process
-    finally:
-        process.kill()
-        process.wait()

@@ -14,8 +14,13 @@ import subprocess
 import tempfile
 import time
 import uuid
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
 import redis
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -33,38 +38,44 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_redis_server() -> tuple[str, subprocess.Popen[bytes]]:
-    """Start a throwaway redis-server on a free port; return its URL and process."""
+@contextmanager
+def throwaway_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a redis-server of the block's own on a free port; yield its URL and process.
+
+    The server keeps no file (no snapshot, no append-only file), but it is given a temporary
+    directory of its own to run in: at the end of the block the server is killed and the
+    directory removed, so that nothing is left behind.
+
+    Raises:
+        RuntimeError: there is no redis-server binary, or the server did not start.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         msg = "no Redis at REDIS_URL and no redis-server binary to start one"
         raise RuntimeError(msg)
     port = _free_port()
-    directory = tempfile.mkdtemp(prefix="celery-events-redis-")
-    process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            directory,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    for _ in range(100):
-        if _reachable(url):
-            return url, process
-        time.sleep(0.05)
-    process.kill()
-    msg = f"redis-server on port {port} did not start"
-    raise RuntimeError(msg)
+    with tempfile.TemporaryDirectory(prefix="celery-events-redis-") as directory:
+        process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+            [
+                binary,
+                *("--port", str(port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", directory),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            url = f"redis://127.0.0.1:{port}/0"
+            for _ in range(100):
+                if _reachable(url):
+                    break
+                time.sleep(0.05)
+            else:
+                msg = f"redis-server on port {port} did not start"
+                raise RuntimeError(msg)
+            yield url, process
+        finally:
+            process.kill()
+            process.wait()
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -81,8 +92,9 @@ def redis_url() -> str:
     """Return the Redis the tests use: REDIS_URL, else a throwaway redis-server."""
     url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
     if not _reachable(url):
-        url, process = start_redis_server()
-        atexit.register(process.kill)
+        server = ExitStack()
+        url, _ = server.enter_context(throwaway_redis())
+        atexit.register(server.close)
     os.environ["REDIS_URL"] = url
     return url
 

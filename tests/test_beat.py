@@ -16,9 +16,11 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from celery.schedules import schedule
 from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
@@ -142,6 +144,48 @@ def test_holder_renews_its_lock_to_lock_timeout_on_every_tick(make_scheduler, lo
     assert 0 < lock.ttl_ms() <= LOCK_TIMEOUT * 1000
 
 
+@pytest.fixture(name="hourly_entry")
+def fixture_hourly_entry(celery_app, beat_schedule, queue):
+    """An entry beside the schedule's, due an hour after the scheduler starts."""
+    celery_app.conf.beat_schedule = {
+        **celery_app.conf.beat_schedule,
+        "hourly": {
+            "task": beat_app.TICK_TASK,
+            "schedule": schedule(timedelta(hours=1)),
+            "args": ("hourly", 0, 0),
+            "options": {"queue": queue},
+        },
+    }
+
+
+def _last_runs_ttl_ms(scheduler, redis_client):
+    return redis_client.pttl(scheduler._beat_lock._keys[1])
+
+
+def test_recorded_runs_live_until_the_latest_next_due_time(
+    hourly_entry, make_scheduler, redis_client, queue
+):
+    holder = make_scheduler("holder")
+    _tick_until_sent(holder, redis_client, queue, 1)
+
+    # The run of "tick" recorded; it lives as long as the hourly entry's next due time matters.
+    assert LOCK_TIMEOUT * 1000 < _last_runs_ttl_ms(holder, redis_client) <= 3_600_000
+
+    # Runs recorded with no time to live (by an earlier version) get one at the next tick.
+    redis_client.persist(holder._beat_lock._keys[1])
+    holder.tick()
+    assert LOCK_TIMEOUT * 1000 < _last_runs_ttl_ms(holder, redis_client) <= 3_600_000
+
+
+def test_recorded_runs_of_a_schedule_due_within_the_lock_timeout_live_as_long_as_the_lock(
+    make_scheduler, redis_client, queue
+):
+    holder = make_scheduler("holder")
+    _tick_until_sent(holder, redis_client, queue, 1)
+
+    assert 0 < _last_runs_ttl_ms(holder, redis_client) <= LOCK_TIMEOUT * 1000
+
+
 def test_holder_that_lost_its_lock_stops_sending_until_it_holds_it_again(
     make_scheduler, lock, redis_client, queue
 ):
@@ -262,11 +306,18 @@ def fixture_start_beat(lock_key, queue, tmp_path):
     """Start ``celery beat`` processes with the test's lock and queue; stop them at the end."""
     processes = []
 
-    def start(name, **extra_env):
+    def start(name, *, scheduler_setting=False, **extra_env):
+        """Start a beat; ``scheduler_setting``: name the scheduler in settings, not with -S."""
         log = tmp_path / f"{name}.log"
+        scheduler = (
+            {"BEAT_TEST_SCHEDULER_SETTING": "1"}
+            if scheduler_setting
+            else {"BEAT_TEST_SCHEDULER_OPTION": "celery_events.beat.LockedPersistentScheduler"}
+        )
         env = {
             **os.environ,
             **extra_env,
+            **scheduler,
             "DJANGO_SETTINGS_MODULE": "tests.beat_settings",
             "BEAT_TEST_QUEUE": queue,
             "BEAT_TEST_LOCK_KEY": lock_key,
@@ -277,7 +328,7 @@ def fixture_start_beat(lock_key, queue, tmp_path):
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
                 [
                     *(sys.executable, "-m", "celery", "-A", "tests.beat_app", "beat"),
-                    *("-S", "celery_events.beat.LockedPersistentScheduler"),
+                    *(() if scheduler_setting else ("-S", scheduler["BEAT_TEST_SCHEDULER_OPTION"])),
                     *("-s", str(tmp_path / f"{name}-schedule"), "--max-interval", "1"),
                     *("-l", "info"),
                 ],
@@ -335,17 +386,31 @@ def test_two_beat_processes_hand_over_without_sending_a_due_time_twice(
     assert len({(entry, slot) for entry, slot, _ in sends}) == len(sends)
 
 
+@pytest.mark.parametrize("scheduler_setting", [False, True], ids=["-S", "CELERY_BEAT_SCHEDULER"])
 @pytest.mark.parametrize(
     ("cache_name", "error"),
     [("locmem", "ImproperlyConfigured"), ("unreachable", "LockStoreUnavailableError")],
 )
-def test_beat_process_refuses_to_start_without_a_redis_lock(start_beat, cache_name, error):
+def test_beat_process_refuses_to_start_without_a_redis_lock(
+    start_beat, cache_name, error, scheduler_setting
+):
     with socket.socket() as sock:  # a port nothing listens on once the socket is closed
         sock.bind(("127.0.0.1", 0))
         unreachable = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
     process, log = start_beat(
-        "refused", BEAT_TEST_CACHE_NAME=cache_name, BEAT_TEST_UNREACHABLE_REDIS_URL=unreachable
+        "refused",
+        scheduler_setting=scheduler_setting,
+        BEAT_TEST_CACHE_NAME=cache_name,
+        BEAT_TEST_UNREACHABLE_REDIS_URL=unreachable,
     )
 
     assert process.wait(timeout=60) != 0
     assert error in log.read_text()
+
+
+def test_locks_page_names_the_scheduler_in_settings_as_the_beat_test_does():
+    line = 'CELERY_BEAT_SCHEDULER = "celery_events.beat.LockedPersistentScheduler"'
+    tests = Path(__file__).parent
+
+    assert line in (tests.parent / "docs" / "locks.md").read_text()
+    assert line in (tests / "beat_settings.py").read_text()

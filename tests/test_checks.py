@@ -14,9 +14,21 @@ from django.test import override_settings
 from celery_events.celery import Celery
 from tests.lock_helpers import redis_cache, throwaway_redis, use_cache
 
+#: A unique task of the suite without a stale time limit, on purpose (its calls give one, or fail
+#: for the tests that prove it): the warning W003 about it is left out of the other tests.
+SUITE_TASK_WITHOUT_STALE_TIME_LIMIT = "tests.tasks.caller_unique_without_stale_time_limit"
+
+
+def _all_celery_events_messages():
+    return [message for message in run_checks() if message.id.startswith("celery_events.")]
+
 
 def _celery_events_messages():
-    return [message for message in run_checks() if message.id.startswith("celery_events.")]
+    return [
+        message
+        for message in _all_celery_events_messages()
+        if (message.id, message.obj) != ("celery_events.W003", SUITE_TASK_WITHOUT_STALE_TIME_LIMIT)
+    ]
 
 
 def checker_warns_about_add(task_name, task):
@@ -238,8 +250,84 @@ def test_task_with_an_ignore_window_needs_a_shared_lock_cache(own_app):
 @override_settings(DJANGO_CELERY_EXTENSIONS_CACHE_NAME="locmem")
 def test_warning_names_three_locking_tasks_and_counts_the_others(own_app):
     for number in range(5):
-        own_app.task(name=f"own.unique{number}", unique=True)(runs_nothing)
+        own_app.task(name=f"own.unique{number}", unique=True, stale_time_limit=60)(runs_nothing)
 
     (message,) = _celery_events_messages()
 
     assert "of own.unique0, own.unique1, own.unique2 and 2 more do not hold" in message.msg
+
+
+@override_settings(
+    DJANGO_CELERY_EXTENSIONS_AUTO_GENERATE_TASKS_DJANGO_COMMANDS={"no_such_command": {}},
+    DJANGO_CELERY_EXTENSIONS_AUTO_SQS_MESSAGE_GROUP_ID="yes",
+)
+def test_command_that_does_not_exist_is_reported_with_the_other_refused_values():
+    messages = _celery_events_messages()
+
+    assert [(message.id, message.msg) for message in messages] == [
+        (
+            "celery_events.E002",
+            (
+                "DJANGO_CELERY_EXTENSIONS_AUTO_GENERATE_TASKS_DJANGO_COMMANDS names "
+                "'no_such_command', which is not a management command of this project"
+            ),
+        ),
+        (
+            "celery_events.E002",
+            "DJANGO_CELERY_EXTENSIONS_AUTO_SQS_MESSAGE_GROUP_ID must be True or False, not 'yes'",
+        ),
+    ]
+
+
+def test_unique_task_of_the_suite_without_stale_time_limit_is_warned_about():
+    (message,) = [m for m in _all_celery_events_messages() if m.id == "celery_events.W003"]
+
+    assert message == Warning(
+        "unique task without a stale time limit: every call that does not give "
+        "stale_time_limit fails with CeleryError",
+        hint=(
+            "Give the task one (@shared_task(unique=True, stale_time_limit=600)), give one to "
+            "every call (apply_async(..., stale_time_limit=600)), or set "
+            "DJANGO_CELERY_EXTENSIONS_DEFAULT_TASK_STALE_TIME_LIMIT."
+        ),
+        obj=SUITE_TASK_WITHOUT_STALE_TIME_LIMIT,
+        id="celery_events.W003",
+    )
+
+
+def test_each_unique_task_without_stale_time_limit_is_warned_about_by_name(own_app):
+    own_app.task(name="own.second", unique=True)(runs_nothing)
+    own_app.task(name="own.first", unique=True)(runs_nothing)
+    own_app.task(name="own.plain")(runs_nothing)
+
+    messages = _all_celery_events_messages()
+
+    assert [(message.id, message.obj) for message in messages] == [
+        ("celery_events.W003", "own.first"),
+        ("celery_events.W003", "own.second"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("task_options", "setting"),
+    [
+        ({"stale_time_limit": 60}, None),
+        ({}, 60),
+        # Derived from the time limit and the time a message may wait in the queue.
+        ({"time_limit": 60, "max_queue_waiting_time": 30}, None),
+    ],
+)
+def test_unique_task_with_a_stale_time_limit_from_task_or_settings_is_fine(
+    own_app, settings, task_options, setting
+):
+    settings.DJANGO_CELERY_EXTENSIONS_DEFAULT_TASK_STALE_TIME_LIMIT = setting
+    own_app.task(name="own.unique", unique=True, **task_options)(runs_nothing)
+
+    assert _all_celery_events_messages() == []
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_DEFAULT_TASK_STALE_TIME_LIMIT="soon")
+def test_refused_default_stale_time_limit_is_reported_once_by_the_value_check(own_app):
+    own_app.task(name="own.unique", unique=True)(runs_nothing)
+
+    assert [message.id for message in _all_celery_events_messages()] == ["celery_events.E002"]

@@ -3,8 +3,9 @@
 The examples are files under ``docs/examples/`` that the pages show with ``literalinclude``. That
 folder goes on ``sys.path``, so each example is imported as the Django app it plays
 (``catalog.tasks``, ``notifications.tasks``...) and its tasks are DjangoTasks of the test suite's
-Celery app. The getting-started project (``proj``) makes a Celery app of its own, so it runs in a
-subprocess with its own settings.
+Celery app. The project of the management commands' example (``proj``) makes a Celery app of its
+own, so it runs in a subprocess with its own settings. The getting-started page shows its files
+inline: tests/test_getting_started.py follows it.
 """
 
 from __future__ import annotations
@@ -84,42 +85,8 @@ def fixture_connected() -> Iterator[Any]:
             signal.disconnect(receiver)
 
 
-# docs/getting-started.md
-
-
-GETTING_STARTED = """
-import json
-
-import django
-from django.test.utils import setup_test_environment
-
-django.setup()  # settings proj.settings: proj/__init__.py loads the Celery app
-setup_test_environment()  # Django's in-memory mail outbox
-
-from django.core import mail
-from django.core.management import call_command
-from django.test import Client
-
-from celery_events.task import DjangoTask
-from celery_events.testing import capture_events
-from proj import celery_app
-
-call_command("migrate", verbosity=0)
-celery_app.conf.task_always_eager = True
-with capture_events() as events:
-    response = Client().post("/sign-up/", {"username": "ada", "email": "ada@example.com"})
-print(json.dumps({
-    "status": response.status_code,
-    "events": [event.name for event in events],
-    "invocation_ids": len({event.kwargs["invocation_id"] for event in events}),
-    "django_task": isinstance(events[0].sender, DjangoTask),
-    "mail_to": [message.to for message in mail.outbox],
-}))
-"""
-
-
 def _run_in_example_project(script: str) -> tuple[Any, str]:
-    """Run ``script`` in a new interpreter with the getting-started project's settings.
+    """Run ``script`` in a new interpreter with the settings of the examples' project, ``proj``.
 
     Returns:
         The JSON object that the script prints on its last line, and all it printed.
@@ -140,21 +107,6 @@ def _run_in_example_project(script: str) -> tuple[Any, str]:
     )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout.strip().splitlines()[-1]), run.stdout
-
-
-def test_getting_started_project_signs_up_and_sends_the_welcome_email():
-    outcome, output = _run_in_example_project(GETTING_STARTED)
-
-    assert outcome == {
-        "status": 201,
-        "events": ["invocation_apply", "invocation_trigger", "task_start", "task_success"],
-        "invocation_ids": 1,
-        "django_task": True,
-        "mail_to": [["ada@example.com"]],
-    }
-    # The structlog exporter that the settings switch on logged the call.
-    for event in ("invocation_applied", "invocation_triggered", "task_started", "task_succeeded"):
-        assert event in output
 
 
 # docs/index.md

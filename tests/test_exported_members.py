@@ -33,6 +33,7 @@ MODULES = [
     "celery_events.config",
     "celery_events.headers",
     "celery_events.hooks",
+    "celery_events.installed",
     "celery_events.keys",
     "celery_events.locks",
     "celery_events.models",

@@ -329,12 +329,12 @@ def test_beat_lock_admits_one_beat_and_hands_its_runs_over_on_every_topology(top
 
     assert holder.take() == {}
     assert standby.take() is None
-    assert holder.record_run("nightly", when)
-    assert holder.renew()
-    assert not standby.record_run("nightly", when)
+    assert holder.record_run("nightly", when, last_runs_ttl=86400)
+    assert holder.renew(last_runs_ttl=86400)
+    assert not standby.record_run("nightly", when, last_runs_ttl=86400)
     assert holder.release()
     assert standby.take() == {"nightly": when}
-    assert not holder.renew()
+    assert not holder.renew(last_runs_ttl=86400)
     assert standby.release()
 
 

@@ -30,7 +30,13 @@ from .base import Exporter
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-__all__ = ["BUILTIN_EXPORTERS", "Exporter", "connect_exporters", "disconnect_exporters"]
+__all__ = [
+    "BUILTIN_EXPORTERS",
+    "Exporter",
+    "build_exporters",
+    "connect_exporters",
+    "disconnect_exporters",
+]
 
 BUILTIN_EXPORTERS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -41,6 +47,19 @@ BUILTIN_EXPORTERS: Final[Mapping[str, str]] = MappingProxyType(
 """The exporters known by name, each the dotted path of its class (imported only when named)."""
 
 _SETTING: Final = f"{SETTING_PREFIX}EXPORTERS"
+
+
+def build_exporters(setting: object) -> tuple[Exporter, ...]:
+    """Build, without connecting them, the exporters a value of the EXPORTERS setting names.
+
+    Args:
+        setting: the setting's value: a list of names or a dict of name -> options.
+
+    Raises:
+        ImproperlyConfigured: the value is not a list or dict, names an unknown exporter (the
+            message lists the known ones), or gives an exporter an unknown or bad option.
+    """
+    return tuple(_build(name, options) for name, options in exporter_entries(setting))
 
 
 def connect_exporters(setting: object) -> tuple[Exporter, ...]:
@@ -58,7 +77,7 @@ def connect_exporters(setting: object) -> tuple[Exporter, ...]:
         ImproperlyConfigured: the value is not a list or dict, names an unknown exporter (the
             message lists the known ones), or gives an exporter an unknown or bad option.
     """
-    exporters = tuple(_build(name, options) for name, options in exporter_entries(setting))
+    exporters = build_exporters(setting)
     for exporter in exporters:
         exporter.connect()
     return exporters

@@ -4,6 +4,10 @@ The lock is token-owned: the beat that took it is the only one that renews it, r
 under it or deletes it, each check and write in one server-side script. The last run of each
 entry is kept in a hash next to the lock (same Redis Cluster hash slot), written only by the
 holder just before it sends, so that a beat taking over knows what the one before it sent.
+
+The hash lives as long as its runs can matter: the holder gives it, with every renewal and every
+recorded run, a time to live that it computes from its schedule (see
+:meth:`BeatLock.renew`). When every beat has stopped, it expires with the last of those.
 """
 
 from __future__ import annotations
@@ -31,21 +35,25 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return redis.call('HGETALL', KEYS[2])
 """
 
-#: ARGV[2]: time to live in ms. Returns 1 when renewed, 0 when the token no longer holds it.
+#: ARGV[2]: the lock's time to live in ms; ARGV[3]: the last runs' (a hash that does not exist
+#: stays so). Returns 1 when renewed, 0 when the token no longer holds it.
 RENEW: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return 0
 end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
 return redis.call('PEXPIRE', KEYS[1], ARGV[2])
 """
 
-#: ARGV[2], ARGV[3]: an entry's name and its new last run. Returns 1 when recorded, 0 when the
-#: token no longer holds the lock (nothing is written then).
+#: ARGV[2], ARGV[3]: an entry's name and its new last run; ARGV[4]: the last runs' time to live
+#: in ms. Returns 1 when recorded, 0 when the token no longer holds the lock (nothing is written
+#: then).
 RECORD: Final = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return 0
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 1
 """
 
@@ -100,16 +108,32 @@ class BeatLock:
             for name, when in zip(pairs, pairs, strict=True)
         }
 
-    def renew(self) -> bool:
-        """Give the lock its full time to live again; return False when this beat lost it."""
-        with self.binding.guard(f"renew beat lock {self.name!r}"):
-            return bool(self._renew(keys=self._keys, args=(self.token, self._ttl)))
+    def renew(self, last_runs_ttl: float) -> bool:
+        """Give the lock its full time to live again; return False when this beat lost it.
 
-    def record_run(self, entry: str, when: datetime) -> bool:
-        """Record ``entry``'s last run as ``when``; return False (recording nothing) when lost."""
+        Args:
+            last_runs_ttl: seconds the recorded last runs live from now (at least the lock's
+                own time to live): until the latest time at which one of them still matters.
+        """
+        with self.binding.guard(f"renew beat lock {self.name!r}"):
+            args = (self.token, self._ttl, self._last_runs_ttl(last_runs_ttl))
+            return bool(self._renew(keys=self._keys, args=args))
+
+    def record_run(self, entry: str, when: datetime, last_runs_ttl: float) -> bool:
+        """Record ``entry``'s last run as ``when``; return False (recording nothing) when lost.
+
+        Args:
+            entry: the entry's name in the schedule.
+            when: its new last run.
+            last_runs_ttl: as :meth:`renew` takes it, counting this run.
+        """
         with self.binding.guard(f"record a run under beat lock {self.name!r}"):
-            args = (self.token, entry, when.isoformat())
+            args = (self.token, entry, when.isoformat(), self._last_runs_ttl(last_runs_ttl))
             return bool(self._record(keys=self._keys, args=args))
+
+    def _last_runs_ttl(self, seconds: float) -> int:
+        """Return the last runs' time to live in ms: ``seconds``, and never less than the lock's."""
+        return max(self._ttl, math.ceil(seconds * 1000))
 
     def release(self) -> bool:
         """Delete the lock if this beat holds it; return False when it did not."""

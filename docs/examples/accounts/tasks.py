@@ -1,4 +1,3 @@
-# [start:task]
 from celery import shared_task
 from django.contrib.auth.models import User
 from django.core.mail import send_mail
@@ -8,6 +7,3 @@ from django.core.mail import send_mail
 def send_welcome_email(user_id: int) -> None:
     user = User.objects.get(pk=user_id)
     send_mail("Welcome", f"Hello {user.username}!", None, [user.email])
-
-
-# [end:task]

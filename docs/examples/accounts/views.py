@@ -1,4 +1,3 @@
-# [start:view]
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
@@ -12,6 +11,3 @@ def sign_up(request: HttpRequest) -> HttpResponse:
         # Published when the transaction commits; never, if it rolls back.
         send_welcome_email.delay_on_commit(user.pk)
     return HttpResponse(status=201)
-
-
-# [end:view]

@@ -1,6 +1,3 @@
-# [start:init]
-# proj/__init__.py: load the Celery app whenever Django starts, so @shared_task uses it.
 from .celery import app as celery_app
 
 __all__ = ("celery_app",)
-# [end:init]

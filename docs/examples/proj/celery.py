@@ -1,4 +1,3 @@
-# [start:celery]
 import os
 
 from celery_events.celery import Celery
@@ -8,4 +7,3 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "proj.settings")
 app = Celery("proj")  # its tasks are DjangoTasks
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# [end:celery]
