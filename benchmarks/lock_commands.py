@@ -35,7 +35,10 @@ def _admit(task_id: str) -> Callable[[Any, tuple[str, Any]], object]:
 
 
 def _claim(store: Any, keys: tuple[str, Any]) -> object:
-    return store.claim(task_id="a", unique_key=keys[0], lock_ttl=60)
+    from celery_events.locks import Lease  # noqa: PLC0415 - after django.setup()
+
+    lease = Lease(unique_key=keys[0], task_id="a", token="a-attempt", ttl=60)
+    return store.claim(task_id="a", unique_key=keys[0], lease=lease)
 
 
 def _release_after_success(store: Any, keys: tuple[str, Any]) -> object:

@@ -33,7 +33,7 @@ from kombu.utils.uuid import uuid as new_task_id
 from . import options as call_options
 from . import signals
 from .config import settings
-from .headers import IGNORE_KEY_HEADER, STAND_IN_HEADER, UNIQUE_KEY_HEADER
+from .headers import IGNORE_KEY_HEADER, STAND_IN_HEADER, UNIQUE_KEY_HEADER, stand_in_header
 from .locks import Outcome, get_lock_store, release_lock
 from .results import FailedTriggerResult, IgnoredResult
 
@@ -297,9 +297,7 @@ def _publish_stand_in(
     published before the outcome event, so that a failed publish is the call's only outcome;
     run here (eager, ``apply()``), it runs after it, as it would on a worker.
     """
-    options["headers"][STAND_IN_HEADER] = (
-        {"ignored": True} if holder is None else {"holder": holder, "checks": 0}
-    )
+    options["headers"][STAND_IN_HEADER] = stand_in_header(holder)
     result.set_options(dict(result.options, task_id=holder))
     published = is_async and not task.app.conf.task_always_eager
     if not published:

@@ -19,6 +19,7 @@ id (:func:`invocation_id_of`) and how long the message waited (:func:`queue_wait
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -26,10 +27,12 @@ if TYPE_CHECKING:
     from celery.app.task import Context
 
 __all__ = [
+    "AUTO_EXPIRES_HEADER",
     "CARRIED_HEADERS",
     "IGNORE_AFTER_SUCCESS_HEADER",
     "IGNORE_KEY_HEADER",
     "INVOCATION_ID_HEADER",
+    "LOCK_CHECKS_HEADER",
     "RESERVED_HEADERS",
     "STALE_TIME_LIMIT_HEADER",
     "STAND_IN_HEADER",
@@ -38,6 +41,7 @@ __all__ = [
     "invocation_id_of",
     "queue_wait",
     "read_header",
+    "stand_in_header",
 ]
 
 INVOCATION_ID_HEADER: Final = "invocation_id"
@@ -56,6 +60,10 @@ TRIGGER_TIME_HEADER: Final = "trigger_time"
 Where the attempt starts, the time since then (or since the message's ``eta``) is how long it
 waited in the queue. django-celery-extensions wrote the same header as an ISO 8601 string.
 """
+AUTO_EXPIRES_HEADER: Final = "auto_expires"
+"""Set when the message's ``expires`` is a unique call's automatic one, which a retry drops."""
+LOCK_CHECKS_HEADER: Final = "lock_checks"
+"""How many times an attempt found the lock store unreachable and was published again to try."""
 STAND_IN_HEADER: Final = "stand_in"
 """What a stand-in message stands for: ``{"holder": task id, ...}`` or ``{"ignored": True}``."""
 CARRIED_HEADERS: Final = (
@@ -66,7 +74,15 @@ CARRIED_HEADERS: Final = (
     IGNORE_AFTER_SUCCESS_HEADER,
 )
 """The headers a retry re-publishes with."""
-RESERVED_HEADERS: Final = frozenset((*CARRIED_HEADERS, STAND_IN_HEADER, TRIGGER_TIME_HEADER))
+RESERVED_HEADERS: Final = frozenset(
+    (
+        *CARRIED_HEADERS,
+        STAND_IN_HEADER,
+        TRIGGER_TIME_HEADER,
+        LOCK_CHECKS_HEADER,
+        AUTO_EXPIRES_HEADER,
+    )
+)
 """Every header name the library writes; a caller's values for them never reach the worker."""
 
 
@@ -124,3 +140,14 @@ def queue_wait(request: Context, now: float) -> float | None:
     if isinstance(since, datetime):
         since = since.timestamp()
     return max(now - float(since), 0.0)
+
+
+def stand_in_header(holder: str | None) -> dict[str, Any]:
+    """Return the ``stand_in`` header of a stand-in that joins ``holder``, or is ignored (None).
+
+    A joined stand-in's header counts its looks at the holder and names its message, so that of
+    two messages of one stand-in only one completes it (see :mod:`celery_events.stand_ins`).
+    """
+    if holder is None:
+        return {"ignored": True}
+    return {"holder": holder, "checks": 0, "message": uuid.uuid4().hex}

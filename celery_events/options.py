@@ -16,6 +16,7 @@ from django.utils import timezone
 from .config import settings
 from .durations import positive_seconds, retry_delays
 from .headers import (
+    AUTO_EXPIRES_HEADER,
     IGNORE_AFTER_SUCCESS_HEADER,
     IGNORE_KEY_HEADER,
     INVOCATION_ID_HEADER,
@@ -259,8 +260,11 @@ def trigger_options(
         headers[UNIQUE_KEY_HEADER] = unique_key
         headers[STALE_TIME_LIMIT_HEADER] = limit
         if "expires" not in options and time_limit and limit > time_limit:
-            # A message still queued when its lock goes stale would run beside a newer one.
-            options["expires"] = trigger_time + timedelta(seconds=limit - time_limit)
+            # A message still queued when its lock goes stale would run beside a newer one;
+            # counted from when it is due, and not carried over by a retry.
+            due = options.get("eta") or trigger_time
+            options["expires"] = due + timedelta(seconds=limit - time_limit)
+            headers[AUTO_EXPIRES_HEADER] = True
     if ignore_key is not None:
         headers[IGNORE_KEY_HEADER] = ignore_key
     if ignore_after_success is not None:

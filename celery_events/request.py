@@ -1,11 +1,13 @@
-"""DjangoTask's worker request: a lost or timed-out task frees its lock before its failure shows.
+"""DjangoTask's worker request: a lost or timed-out task ends its call before its failure shows.
 
 When a pool process is lost (killed, out of memory) or killed at its hard time limit, the task
 cannot release its own unique lock, and Celery's main process stores the failure
 (``WorkerLostError``, ``TimeLimitExceeded``). Released after that, as a ``task_failure`` receiver
 would, the lock outlives the visible failure by a few milliseconds, and a caller that sees the
 failure and calls again at once joins the dead task and gets its failure too. This request
-releases the lock first, so no caller can join a call whose failure is already visible.
+ends the call first (:func:`celery_events.worker.settle_lost`: the lock freed, the failure left
+as its outcome for whoever joined it, and they woken), so no caller can join a call whose
+failure is already visible.
 
 :class:`~celery_events.task.DjangoTask` names it in its ``Request`` attribute; only worker
 processes import it. A project with a request class of its own for DjangoTasks derives it from
@@ -15,17 +17,19 @@ this one.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from billiard.einfo import ExceptionWithTraceback  # type: ignore[attr-defined]  # untyped in celery-types
 from billiard.exceptions import Terminated, TimeLimitExceeded, WorkerLostError
 from celery.worker.request import Request as CeleryRequest
 
+from . import worker
 from .headers import UNIQUE_KEY_HEADER
-from .locks import release_lock
 
 if TYPE_CHECKING:
     from billiard.einfo import ExceptionInfo
+
+    from .typing import CalledTask
 
 __all__ = ["Request"]
 
@@ -53,7 +57,7 @@ class Request(CeleryRequest):
             exc = exc.exc
         # With return_ok, the failure is the task's own: it released its lock as it ended.
         if not return_ok and isinstance(exc, _LOST):
-            self._release_lock()
+            self._end_call(exc)
         return super().on_failure(
             exc_info, send_failed_event=send_failed_event, return_ok=return_ok
         )
@@ -67,7 +71,7 @@ class Request(CeleryRequest):
         """
         if soft:
             return super().on_timeout(soft, timeout)
-        self._release_lock()
+        self._end_call(TimeLimitExceeded(timeout))
         request_stack = self.task.request_stack
         request_stack.push(self._context)  # type: ignore[attr-defined]  # untyped in celery-types
         try:
@@ -75,10 +79,13 @@ class Request(CeleryRequest):
         finally:
             request_stack.pop()
 
-    def _release_lock(self) -> None:
+    def _end_call(self, exc: BaseException) -> None:
+        """Free the lock, leave ``exc`` as the call's outcome and wake whoever joined it."""
+        # Only DjangoTask names this request class.
+        task = cast("CalledTask", self.task)
         # Celery must still record the failure when the lock store is down: log, do not raise.
         try:
-            release_lock(self.id, self.request_dict.get(UNIQUE_KEY_HEADER))
+            worker.settle_lost(task, self.id, self.request_dict.get(UNIQUE_KEY_HEADER), exc)
         except Exception:
             logger.exception(
                 "could not release the unique lock of lost task %s[%s]; it expires on its own",

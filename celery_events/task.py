@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from celery import Task
 from celery.exceptions import CeleryError, TimeoutError  # noqa: A004 - what Celery raises
 
-from . import caller, signals, worker
+from . import caller, retries, signals, worker
 from . import options as call_options
 from .celery import CeleryQueueEnum
 from .commands import get_django_command_task
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from billiard.einfo import ExceptionInfo
+    from celery.canvas import Signature
     from celery.exceptions import Retry
     from celery.result import AsyncResult, EagerResult
 
@@ -309,19 +310,30 @@ class DjangoTask(TaskHooks, Task):  # type: ignore[type-arg]
         """
         request = self.request
         if eta is None and countdown is None:
-            countdown, max_retries = worker.retry_delay(
+            countdown, max_retries = retries.retry_delay(
                 self, request, default_retry_delays, max_retries
             )
         if not request.called_directly:
-            options["headers"] = worker.retry_headers(request, options)
+            options = retries.retry_options(request, options)
+            retries.step_out(self, request, eta, countdown)
         return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
+
+    def on_replace(self, sig: Signature[Any]) -> None:
+        """Replace the attempt as Celery does; a replacement by the same call keeps the lock.
+
+        A signature of this task with arguments of the same unique key takes over the call:
+        its lock stays held (``is_processing()`` stays True, calls made meanwhile join it) and
+        is freed when the replacement ends. See :func:`celery_events.worker.hand_over`.
+        """
+        worker.hand_over(self, self.request, sig)
+        return super().on_replace(sig)
 
     def on_retry(
         self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: ExceptionInfo
     ) -> None:
         """Send ``task_retry``, with the time the next attempt is due."""
         super().on_retry(exc, task_id, args, kwargs, einfo)
-        event = (task_id, args, kwargs, exc, worker.retry_eta(einfo))
+        event = (task_id, args, kwargs, exc, retries.retry_eta(einfo))
         worker.send_task_event(self, signals.task_retry, self.on_task_retry, self.request, event)
 
     def on_failure(

@@ -58,6 +58,10 @@ class CalledTask(Protocol):
         """The stack of the requests of the attempts running in this thread."""
 
     @property
+    def serializer(self) -> str:
+        """The serializer of the task's messages."""
+
+    @property
     def time_limit(self) -> float | None:
         """The task's hard time limit, seconds."""
 

@@ -15,6 +15,7 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import redis
@@ -38,44 +39,85 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def throwaway_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run a redis-server of the block's own on a free port; yield its URL and process.
+@dataclass
+class RedisServer:
+    """A redis-server of a test's own on a port of its own, which the test may kill and restart.
 
-    The server keeps no file (no snapshot, no append-only file), but it is given a temporary
-    directory of its own to run in: at the end of the block the server is killed and the
-    directory removed, so that nothing is left behind.
+    It keeps no file (no snapshot, no append-only file): a restart starts it empty, as a Redis
+    that lost its memory.
+    """
+
+    port: int
+    directory: str
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The server's URL."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server (again) on its port; return once it answers.
+
+        Raises:
+            RuntimeError: there is no redis-server binary, or the server did not start.
+        """
+        binary = shutil.which("redis-server")
+        if binary is None:
+            msg = "no Redis at REDIS_URL and no redis-server binary to start one"
+            raise RuntimeError(msg)
+        self.process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
+            [
+                binary,
+                *("--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--save", "", "--appendonly", "no", "--dir", self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            if _reachable(self.url):
+                return
+            time.sleep(0.05)
+        self.kill()
+        msg = f"redis-server on port {self.port} did not start"
+        raise RuntimeError(msg)
+
+    def kill(self) -> None:
+        """Kill the server (``kill -9``), and reap it."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+
+
+@contextmanager
+def restartable_redis() -> Iterator[RedisServer]:
+    """Run a redis-server of the block's own on a free port; the block may kill and restart it.
+
+    The server runs in a temporary directory of its own: at the end of the block the server is
+    killed and the directory removed, so that nothing is left behind.
 
     Raises:
         RuntimeError: there is no redis-server binary, or the server did not start.
     """
-    binary = shutil.which("redis-server")
-    if binary is None:
-        msg = "no Redis at REDIS_URL and no redis-server binary to start one"
-        raise RuntimeError(msg)
-    port = _free_port()
     with tempfile.TemporaryDirectory(prefix="celery-events-redis-") as directory:
-        process = subprocess.Popen(  # noqa: S603 - our own binary and arguments
-            [
-                binary,
-                *("--port", str(port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", directory),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        server = RedisServer(_free_port(), directory)
         try:
-            url = f"redis://127.0.0.1:{port}/0"
-            for _ in range(100):
-                if _reachable(url):
-                    break
-                time.sleep(0.05)
-            else:
-                msg = f"redis-server on port {port} did not start"
-                raise RuntimeError(msg)
-            yield url, process
+            server.start()
+            yield server
         finally:
-            process.kill()
-            process.wait()
+            server.kill()
+
+
+@contextmanager
+def throwaway_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a redis-server of the block's own on a free port; yield its URL and process.
+
+    Raises:
+        RuntimeError: there is no redis-server binary, or the server did not start.
+    """
+    with restartable_redis() as server:
+        assert server.process is not None
+        yield server.url, server.process
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 30) -> None:

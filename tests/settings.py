@@ -75,6 +75,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
 CELERY_TASK_DEFAULT_QUEUE = "caller-only"  # nothing consumes it; worker tests use "worker"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# The lease tests' workers (tests/test_lease.py): one without a result backend, where joins work
+# from the lock store alone; one on a Redis broker that delivers a message again while its first
+# delivery runs.
+if os.environ.get("CELERY_EVENTS_TEST_NO_RESULT_BACKEND"):
+    CELERY_RESULT_BACKEND = None
+if visibility_timeout := os.environ.get("CELERY_EVENTS_TEST_VISIBILITY_TIMEOUT"):
+    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = float(visibility_timeout)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Annotated for strict mypy: tox's type environment checks this module, which the Django plugin
@@ -86,6 +93,8 @@ DJANGO_CELERY_EXTENSIONS_AUTO_GENERATE_TASKS_DJANGO_COMMANDS: dict[str, dict[str
 CELERY_TASK_ROUTES = {
     "tests.tasks.caller_*": {"queue": "caller-only"},
     "tests.tasks.concurrent_*": {"queue": "concurrent"},
+    "tests.tasks.nobackend_*": {"queue": "no-backend"},
+    "tests.tasks.visibility_*": {"queue": "visibility"},
     "tests.tasks.*": {"queue": "worker"},
     "command.*": {"queue": "worker"},
 }

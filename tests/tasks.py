@@ -44,9 +44,13 @@ def open_gate(name: str) -> None:
 
 
 def _wait_for_gate(name: str) -> None:
-    if _redis().blpop([f"{settings.KEY_PREFIX}gate:{name}"], timeout=60) is None:
-        msg = f"gate {name!r} was never opened"
-        raise TimeoutError(msg)
+    # Short waits: a client's socket timeout (redis-py 8's) would end one long BLPOP.
+    gate = f"{settings.KEY_PREFIX}gate:{name}"
+    for _ in range(60):
+        if _redis().blpop([gate], timeout=1) is not None:
+            return
+    msg = f"gate {name!r} was never opened"
+    raise TimeoutError(msg)
 
 
 @app.task()
@@ -443,13 +447,73 @@ def forget_bodies(x: str) -> None:
     _redis().delete(BODIES_KEY + x, RUNNING_KEY + x)
 
 
-@app.task(bind=True, unique=True, stale_time_limit=60, acks_late=True)
-def concurrent_counted(self: Any, x: str) -> str:
-    """Record its start, wait on gate ``x``, record its end; return its task id."""
+def _counted(task_id: str, x: str) -> str:
+    """Record a body's start, wait on gate ``x``, record its end; return ``task_id``."""
     client = _redis()
     client.rpush(BODIES_KEY + x, client.incr(RUNNING_KEY + x))
     try:
         _wait_for_gate(x)
     finally:
         client.decr(RUNNING_KEY + x)
+    return task_id
+
+
+@app.task(bind=True, unique=True, stale_time_limit=60, acks_late=True)
+def concurrent_counted(self: Any, x: str) -> str:
+    """Record its start, wait on gate ``x``, record its end; return its task id."""
+    return _counted(str(self.request.id), x)
+
+
+# The lease tests (tests/test_lease.py).
+
+RECORDED_KEY = f"{settings.KEY_PREFIX}recorded"
+
+
+def recorded() -> list[Any]:
+    """The values ``*_record`` tasks were called with, in order."""
+    return [json.loads(raw) for raw in _redis().lrange(RECORDED_KEY, 0, -1)]
+
+
+@app.task(unique=True, stale_time_limit=5, time_limit=2)
+def lease_time_limited(x: str) -> str:
+    """Its automatic expiry comes 3 s after it is due (stale_time_limit less time_limit)."""
+    return x
+
+
+@app.task(bind=True, unique=True, stale_time_limit=5, time_limit=2)
+def lease_retried_late(self: Any, x: str) -> int:
+    """Retried once, 4 s later: past its first message's automatic expiry."""
+    if not self.request.retries:
+        raise self.retry(countdown=4, max_retries=1)
+    return int(self.request.retries)
+
+
+@app.task(bind=True, unique=True, stale_time_limit=60)
+def lease_replaced(self: Any, gate: str) -> str:
+    """Replaces itself with the same call; the replacement waits on ``gate``."""
+    if not self.request.replaced_task_nesting:
+        raise self.replace(lease_replaced.si(gate))
+    _start_and_wait(gate)
     return str(self.request.id)
+
+
+@app.task(bind=True, unique=True, stale_time_limit=60)
+def nobackend_counted(self: Any, x: str) -> str:
+    """``concurrent_counted`` on the worker without a result backend."""
+    return _counted(str(self.request.id), x)
+
+
+@app.task()
+def nobackend_record(value: Any) -> None:
+    _redis().rpush(RECORDED_KEY, json.dumps(value))
+
+
+@app.task()
+def concurrent_record(value: Any) -> None:
+    _redis().rpush(RECORDED_KEY, json.dumps(value))
+
+
+@app.task(bind=True, unique=True, stale_time_limit=60, acks_late=True)
+def visibility_counted(self: Any, x: str) -> str:
+    """``concurrent_counted`` on the worker whose Redis broker delivers messages again."""
+    return _counted(str(self.request.id), x)

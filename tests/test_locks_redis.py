@@ -17,6 +17,7 @@ from redis.exceptions import ClusterDownError
 from celery_events.locks import (
     Admission,
     Claim,
+    Lease,
     LockStoreUnavailableError,
     Outcome,
     RedisLockStore,
@@ -154,8 +155,12 @@ def fixture_topology_store(request, settings):
 
 def test_claim_held_and_discard_hold_on_every_topology(topology_store):
     store, unique_key, ignore_key = topology_store, _key(), _key()
-    first = store.claim(task_id="a", unique_key=unique_key, lock_ttl=60, task_name="reports.daily")
-    second = store.claim(task_id="b", unique_key=unique_key, lock_ttl=60, task_name="reports.daily")
+    first = store.claim(
+        task_id="a", unique_key=unique_key, lease=_lease(unique_key, "a"), task_name="reports.daily"
+    )
+    second = store.claim(
+        task_id="b", unique_key=unique_key, lease=_lease(unique_key, "b"), task_name="reports.daily"
+    )
     store.ignore(
         task_id="a",
         ignore_key=ignore_key,
@@ -226,7 +231,7 @@ def test_a_lock_claimed_again_where_an_attempt_starts_keeps_its_call_in_the_inde
     topology_store.claim(
         task_id="again",
         unique_key=unique_key,
-        lock_ttl=60,
+        lease=_lease(unique_key, "again"),
         task_name=task_name,
         arguments=(["order-1"], None),
     )
@@ -311,6 +316,11 @@ def test_cluster_that_cannot_be_reached_fails_at_the_first_call(settings):
 
     with pytest.raises(LockStoreUnavailableError, match="'unreachable-cluster' could not make"):
         get_lock_store()
+
+
+def _lease(unique_key: str, task_id: str) -> Lease:
+    """A lease of a minute for an attempt of ``task_id``."""
+    return Lease(unique_key=unique_key, task_id=task_id, token=f"{task_id}-attempt", ttl=60)
 
 
 def _key_on(store: RedisLockStore, node: Server) -> str:

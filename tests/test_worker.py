@@ -15,10 +15,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 
 from celery_events.config import settings as celery_events_settings
-from celery_events.locks import LockStoreUnavailableError, get_lock_store
+from celery_events.locks import get_lock_store
 from tests import tasks
 from tests.conftest import AMQP_URL, running_worker, wait_for
-from tests.lock_helpers import throwaway_redis
+from tests.services import restartable_redis
 
 pytestmark = pytest.mark.worker
 
@@ -128,22 +128,30 @@ def test_soft_time_limit_in_a_slow_task_start_receiver_fails_the_task(concurrent
         result.get(timeout=30)
 
 
-def test_attempt_whose_gate_cannot_reach_the_lock_store_fails_without_running(
+def test_attempt_whose_gate_cannot_reach_the_lock_store_waits_and_runs_once_it_is_back(
     tmp_path, attempt_events
 ):
     queue = f"unreachable-locks-{uuid.uuid4().hex[:8]}"
     argument = uuid.uuid4().hex
+    tasks.open_gate(argument)
     with (
-        throwaway_redis() as (url, process),
-        running_worker(tmp_path / "worker.log", queue, env={"CELERY_EVENTS_TEST_CACHE_URL": url}),
+        restartable_redis() as lock_store,
+        running_worker(
+            tmp_path / "worker.log", queue, env={"CELERY_EVENTS_TEST_CACHE_URL": lock_store.url}
+        ),
     ):
-        process.kill()  # the worker's lock store; the broker and the results stay up
-        process.wait()
+        lock_store.kill()  # the worker's lock store; the broker and the results stay up
         result = tasks.concurrent_counted.apply_async(args=(argument,), queue=queue)
+        wait_for(
+            lambda: _logged(result.id, "could not claim its unique lock"),
+            "the gate to find the lock store unreachable",
+        )
+        unchecked = tasks.bodies(argument)
+        lock_store.start()  # back, empty, on its port
 
-        with pytest.raises(LockStoreUnavailableError):
-            result.get(timeout=30)
+        assert result.get(timeout=60) == result.id
         events = attempt_events(result.invocation_id)
 
-    assert [event["signal"] for event in events] == ["task_start", "task_failure"]
-    assert tasks.bodies(argument) == []
+    assert unchecked == []  # no body ran while the lock could not be checked
+    assert [event["signal"] for event in events] == ["task_start", "task_success"]
+    assert tasks.bodies(argument) == [1]

@@ -22,7 +22,15 @@ from django.core.cache import InvalidCacheBackendError, caches
 
 from celery_events.config import SETTING_PREFIX, settings
 
-from .base import Admission, Claim, LockStore, LockStoreUnavailableError, Outcome
+from .base import (
+    Admission,
+    Claim,
+    Lease,
+    LockStore,
+    LockStoreUnavailableError,
+    Look,
+    Outcome,
+)
 from .cache_store import CacheLockStore, LockContentionError
 from .redis_cache import redis_binding
 from .redis_store import RedisLockStore
@@ -34,9 +42,11 @@ __all__ = [
     "Admission",
     "CacheLockStore",
     "Claim",
+    "Lease",
     "LockContentionError",
     "LockStore",
     "LockStoreUnavailableError",
+    "Look",
     "Outcome",
     "RedisLockStore",
     "get_lock_store",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias
 
 from celery.exceptions import CeleryError
 
@@ -12,13 +12,27 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 __all__ = [
+    "DONE_PREFIX",
+    "LEASE_PREFIX",
+    "OUTCOME_PREFIX",
+    "WAITERS_PREFIX",
     "Admission",
     "CallArguments",
     "Claim",
+    "Lease",
     "LockStore",
     "LockStoreUnavailableError",
+    "Look",
     "Outcome",
 ]
+
+#: The cache-key prefixes of what a store keeps beside a lock (in its hash slot, in Redis): the
+#: running attempt's lease, the outcome a call left, the stand-ins waiting for a call, and the
+#: mark of a completed stand-in; each is followed by ``|`` and the lock's key or a task id.
+LEASE_PREFIX: Final = "celery-events|lease"
+OUTCOME_PREFIX: Final = "celery-events|outcome"
+WAITERS_PREFIX: Final = "celery-events|waiters"
+DONE_PREFIX: Final = "celery-events|done"
 
 CallArguments: TypeAlias = "tuple[Sequence[Any] | None, Mapping[str, Any] | None]"
 """A call's positional and keyword arguments; None for none, as Celery hands them."""
@@ -55,6 +69,48 @@ class Claim:
     """The task id that holds the lock: the attempt's own, or another call's."""
     taken: bool
     """Whether the claim took the lock: it was free (expired, released, or never taken)."""
+    elsewhere: bool = False
+    """Another attempt of the same task id holds the lease: it runs the body now (the attempt
+    that starts is a second delivery of its message). The attempt took nothing.
+
+    .. versionadded:: 0.2.0
+    """
+    ended: bool = False
+    """The task id's call has ended and left its outcome: the attempt that starts is a late
+    delivery of its message. The attempt took nothing.
+
+    .. versionadded:: 0.2.0
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A running attempt's hold on its call's lock, renewed while the body runs.
+
+    .. versionadded:: 0.2.0
+    """
+
+    unique_key: str
+    """The lock's key."""
+    task_id: str
+    """The call's task id, which the lock holds."""
+    token: str
+    """The attempt's own token: another attempt of the same task id has another."""
+    ttl: float
+    """Seconds the lock and the lease live past each renewal: the call's stale time limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """What a stand-in finds of the call it joined (:meth:`LockStore.look`).
+
+    .. versionadded:: 0.2.0
+    """
+
+    outcome: bytes | None
+    """The outcome the call left when it ended (see :mod:`celery_events.outcomes`), else None."""
+    holder: str | None
+    """Who holds the lock now: the call joined (it runs, or waits to), another call, or None."""
 
 
 class LockStoreUnavailableError(CeleryError):
@@ -108,20 +164,23 @@ class LockStore(Protocol):
         *,
         task_id: str,
         unique_key: str,
-        lock_ttl: float | None,
+        lease: Lease,
         task_name: str | None = None,
         arguments: CallArguments | None = None,
     ) -> Claim:
-        """Make sure ``task_id`` holds ``unique_key``: take the lock when it is free.
+        """Make sure ``task_id`` holds ``unique_key``, and take the lease for the attempt.
 
         Called where an attempt starts (see :mod:`celery_events.worker`): a lock that expired
         while its message waited (a redelivery, a long retry) is taken again, and a lock that
-        another call took in the meantime is reported, so that two bodies never run at once.
+        another call took in the meantime is reported, so that two bodies never run at once; so
+        is a lease that another attempt of the same task id holds, and an outcome the task id
+        already left (a message delivered again).
 
         Args:
             task_id: the starting attempt's task id.
             unique_key: the lock's key.
-            lock_ttl: seconds the lock lives if taken now; None keeps it until it is released.
+            lease: the attempt's lease: its token, and how long the lock and the lease live
+                unless renewed.
             task_name: the task's name, as for :meth:`admit`.
             arguments: the call's arguments, as for :meth:`admit`.
 
@@ -129,6 +188,36 @@ class LockStore(Protocol):
             LockStoreUnavailableError: the store's Redis could not be reached.
 
         .. versionadded:: 0.1.0
+        """
+        ...
+
+    def renew(self, leases: Sequence[Lease]) -> list[bool]:
+        """Renew the leases of running attempts, each only while its lock and lease are its own.
+
+        Args:
+            leases: the leases; the Redis store renews them all in one round trip (one per
+                node of a Redis Cluster).
+
+        Returns:
+            Whether each lease was renewed; False for one that was lost (its lock expired, and
+            another call may have taken it).
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+
+        .. versionadded:: 0.2.0
+        """
+        ...
+
+    def step_out(self, lease: Lease, lock_ttl: float) -> None:
+        """Drop an attempt's lease and keep its call's lock ``lock_ttl`` seconds more.
+
+        For an attempt that ends without ending its call: a retry, a replace by the same call.
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+
+        .. versionadded:: 0.2.0
         """
         ...
 
@@ -141,8 +230,12 @@ class LockStore(Protocol):
         ignore_ttl: float | None,
         task_name: str | None = None,
         arguments: CallArguments | None = None,
-    ) -> None:
-        """Release ``unique_key`` if ``task_id`` holds it; open the ignore window if a key is given.
+        outcome: bytes | None = None,
+        outcome_ttl: float | None = None,
+    ) -> list[bytes]:
+        """End ``task_id``'s call: free its lock, open its window, leave its outcome.
+
+        The lock (and its lease) is deleted only if ``task_id`` holds it.
 
         Args:
             task_id: the finishing task's id; only the holder's release deletes the lock.
@@ -151,9 +244,54 @@ class LockStore(Protocol):
             ignore_ttl: seconds the ignore window stays open.
             task_name: the task's name, as for :meth:`admit`.
             arguments: the call's arguments, as for :meth:`admit`.
+            outcome: the call's outcome, for whoever joined it (see
+                :mod:`celery_events.outcomes`); None to leave none.
+            outcome_ttl: seconds the outcome is kept.
+
+        Returns:
+            The stand-ins that waited for the call to end (:meth:`look`), to publish again.
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.
+        """
+        ...
+
+    def look(
+        self, *, unique_key: str, task_id: str, waiter: bytes | None, waiter_ttl: float
+    ) -> Look:
+        """Look at the call ``task_id`` that a stand-in joined; park the stand-in while it runs.
+
+        Args:
+            unique_key: the lock's key.
+            task_id: the call joined.
+            waiter: the stand-in, as :meth:`release` is to return it when the call ends; None
+                not to park it (an eager stand-in waits in place).
+            waiter_ttl: seconds the parked stand-ins are kept.
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+
+        .. versionadded:: 0.2.0
+        """
+        ...
+
+    def complete_once(self, *, unique_key: str, task_id: str, message: str, ttl: float) -> bool:
+        """Mark stand-in ``task_id`` completed by ``message``; False if another message did.
+
+        A stand-in's message can be delivered twice (published again to wake it, and as its
+        own check); only one of them completes its task id, so what follows it runs once.
+
+        Args:
+            unique_key: the lock's key, beside which the mark is kept.
+            task_id: the stand-in's task id.
+            message: the completing message's own id (the same message delivered again may
+                complete it again: its first delivery did not finish).
+            ttl: seconds the mark is kept.
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+
+        .. versionadded:: 0.2.0
         """
         ...
 

@@ -1,11 +1,13 @@
 """The lock store for a Django cache in Redis: atomic, owner-safe, one round trip per step.
 
-A call's trigger is one script (ignore check, then ``SET NX PX`` of the unique lock, or the
-holder's id), an attempt's start is one script (the lock holds its task id, or is taken again
-when free, or names another holder), and a task's completion is one script (compare-and-delete
-of the lock, then the ignore window), so no concurrent call slips between the checks and the
-writes of any of them. The scripts are registered once and run with ``EVALSHA`` (redis-py loads
-a script the server lacks).
+Each step of a call is one script (:mod:`celery_events.locks.scripts`): its trigger (ignore
+check, then ``SET NX PX`` of the unique lock, or the holder's id); an attempt's start (the lock
+holds its task id, or is taken again when free, or names another holder; and the attempt's
+lease); the renewal of the leases of the bodies a process runs (one pipeline); a retry's step
+out; a call's end (compare-and-delete of the lock, the ignore window, the outcome left for
+whoever joined, and the stand-ins that waited); a stand-in's look at the call it joined. So no
+concurrent call slips between the checks and the writes of any of them. The scripts are
+registered once and run with ``EVALSHA`` (redis-py loads a script the server lacks).
 
 Keys are the cache's own (``make_key``: prefix, version), so two projects on one Redis never share
 a lock, and values are written with the cache's serializer, so ``cache.get(unique_key)`` returns
@@ -32,15 +34,26 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
 from redis.cluster import RedisCluster
+from redis.exceptions import NoScriptError
 
-from .base import Admission, Claim, Outcome
+from . import scripts
+from .base import (
+    DONE_PREFIX,
+    LEASE_PREFIX,
+    OUTCOME_PREFIX,
+    WAITERS_PREFIX,
+    Admission,
+    Claim,
+    Look,
+    Outcome,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from redis.commands.core import Script
 
-    from .base import CallArguments
+    from .base import CallArguments, Lease
     from .redis_cache import RedisBinding, RedisClient
 
 __all__ = [
@@ -61,108 +74,17 @@ ENTRY_ARGUMENTS_LIMIT: Final = 2048
 KeyKind: TypeAlias = Literal["unique", "ignore"]
 """What a key of a call is: its unique lock, or its ignore window."""
 
-# The scripts take a call's keys and arguments alike.
-# KEYS: the unique lock if ARGV[1] is "1", then the ignore window if ARGV[2] is "1", then, if
-# ARGV[5] is "1", the index entry of each of them.
-# ARGV[3]: the task id (encoded as the cache encodes values); ARGV[4]: a time to live in ms, of
-# the lock (ADMIT, CLAIM) or of the ignore window (RELEASE); "0" for none. ARGV[6] and ARGV[7]: the
-# values of the lock's and the window's index entries.
-_CALL_KEYS: Final = """
-local n, lock, window, lock_entry, window_entry = 0
-if ARGV[1] == '1' then
-    n = n + 1
-    lock = KEYS[n]
-end
-if ARGV[2] == '1' then
-    n = n + 1
-    window = KEYS[n]
-end
-if ARGV[5] == '1' then
-    if lock then
-        n = n + 1
-        lock_entry = KEYS[n]
-    end
-    if window then
-        n = n + 1
-        window_entry = KEYS[n]
-    end
-end
-local function set(key, value, options)
-    if ARGV[4] == '0' then
-        return redis.call('SET', key, value, unpack(options))
-    end
-    return redis.call('SET', key, value, 'PX', ARGV[4], unpack(options))
-end
-"""
-
-#: Returns {0} when ignored, {1} when the lock is taken (or there is none), {2, holder} when held.
-ADMIT: Final = (
-    _CALL_KEYS
-    + """
-if window and redis.call('EXISTS', window) == 1 then
-    return {0}
-end
-if lock and not set(lock, ARGV[3], {'NX'}) then
-    return {2, redis.call('GET', lock)}
-end
-if lock_entry then
-    set(lock_entry, ARGV[6], {})
-end
-return {1}
-"""
-)
-
-#: Deletes the lock only when it holds the task id; opens the window with the task id as value.
-RELEASE: Final = (
-    _CALL_KEYS
-    + """
-if lock and redis.call('GET', lock) == ARGV[3] then
-    redis.call('DEL', lock)
-    if lock_entry then
-        redis.call('DEL', lock_entry)
-    end
-end
-if window then
-    set(window, ARGV[3], {})
-    if window_entry then
-        set(window_entry, ARGV[7], {})
-    end
-end
-return 0
-"""
-)
-
-#: Returns {1} when the lock holds the task id, {0} when it was free and is now taken, and
-#: {2, holder} when another task id holds it.
-CLAIM: Final = (
-    _CALL_KEYS
-    + """
-local holder = redis.call('GET', lock)
-if holder == ARGV[3] then
-    return {1}
-end
-if holder then
-    return {2, holder}
-end
-set(lock, ARGV[3], {})
-if lock_entry then
-    set(lock_entry, ARGV[6], {})
-end
-return {0}
-"""
-)
-
-#: KEYS: a lock or a window, then its index entry if any; ARGV[1]: the value it must hold.
-#: Deletes both and returns 1 when the key holds that value; returns 0 otherwise.
-DISCARD: Final = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-    redis.call('DEL', unpack(KEYS))
-    return 1
-end
-return 0
-"""
-
 _ADMITTED: Final = {0: Outcome.IGNORED, 1: Outcome.TRIGGER, 2: Outcome.UNIQUE}
+
+# The replies of CLAIM (see celery_events.locks.scripts).
+_TAKEN: Final = 0
+_HELD_BY_ANOTHER: Final = 2
+_RUNNING_ELSEWHERE: Final = 3
+_ENDED: Final = 4
+# The replies of CHECK.
+_LOOK_OUTCOME: Final = 1
+_LOOK_STILL_HELD: Final = 2
+_LOOK_HELD_BY_ANOTHER: Final = 3
 
 #: Index entries are written on every trigger: compact JSON, by an encoder made once.
 _encode_entry: Final = json.JSONEncoder(separators=(",", ":")).encode
@@ -346,10 +268,15 @@ class RedisLockStore:
 
     def __init__(self, binding: RedisBinding) -> None:
         self.binding = binding
-        self._admit = binding.client.register_script(ADMIT)
-        self._release = binding.client.register_script(RELEASE)
-        self._claim = binding.client.register_script(CLAIM)
-        self._discard = binding.client.register_script(DISCARD)
+        register = binding.client.register_script
+        self._admit = register(scripts.ADMIT)
+        self._claim = register(scripts.CLAIM)
+        self._renew = register(scripts.RENEW)
+        self._step_out = register(scripts.STEP_OUT)
+        self._release = register(scripts.RELEASE)
+        self._check = register(scripts.CHECK)
+        self._complete_once = register(scripts.COMPLETE_ONCE)
+        self._discard = register(scripts.DISCARD)
 
     def admit(
         self,
@@ -362,16 +289,14 @@ class RedisLockStore:
         arguments: CallArguments | None = None,
     ) -> Admission:
         """See :meth:`LockStore.admit`; one round trip to Redis."""
+        keys = self._call_keys(unique_key, ignore_key, task_name, window_entry=False)
         reply = self._run(
             self._admit,
-            "admit",
+            f"admit task {task_id!r} (unique key {unique_key!r})",
+            keys,
             task_id,
-            unique_key=unique_key,
-            lock=unique_key is not None,
-            ignore_key=ignore_key,
             ttl=lock_ttl,
-            task_name=task_name,
-            arguments=arguments,
+            entries=self._entries(task_id, unique_key, None, task_name, arguments),
         )
         outcome = _ADMITTED[reply[0]]
         if outcome is Outcome.TRIGGER:
@@ -385,25 +310,64 @@ class RedisLockStore:
         *,
         task_id: str,
         unique_key: str,
-        lock_ttl: float | None,
+        lease: Lease,
         task_name: str | None = None,
         arguments: CallArguments | None = None,
     ) -> Claim:
         """See :meth:`LockStore.claim`; one round trip to Redis."""
+        keys = self._lease_keys(unique_key, task_name, lock_entry=True)
+        keys.append(("outcome", self._beside(OUTCOME_PREFIX, task_id, unique_key)))
         reply = self._run(
             self._claim,
-            "claim",
+            f"claim unique key {unique_key!r} for task {task_id!r}",
+            keys,
             task_id,
-            unique_key=unique_key,
-            lock=True,
-            ignore_key=None,
-            ttl=lock_ttl,
-            task_name=task_name,
-            arguments=arguments,
+            ttl=lease.ttl,
+            entries=self._entries(task_id, unique_key, None, task_name, arguments),
+            token=lease.token,
         )
-        if reply[0] == 2:  # noqa: PLR2004 - the script's "held by another" reply
+        state = reply[0]
+        if state == _HELD_BY_ANOTHER:
             return Claim(str(self.binding.decode(reply[1])), taken=False)
-        return Claim(task_id, taken=reply[0] == 0)
+        return Claim(
+            task_id,
+            taken=state == _TAKEN,
+            elsewhere=state == _RUNNING_ELSEWHERE,
+            ended=state == _ENDED,
+        )
+
+    def renew(self, leases: Sequence[Lease]) -> list[bool]:
+        """See :meth:`LockStore.renew`; one pipeline (one round trip, one per cluster node)."""
+        with self.binding.guard(f"renew the leases of {len(leases)} running attempts"):
+            try:
+                replies = self._renew_all(leases)
+            except NoScriptError:  # a cluster's pipeline leaves loading the script to its user
+                self.binding.client.script_load(scripts.RENEW)
+                replies = self._renew_all(leases)
+        return [bool(renewed) for renewed in replies]
+
+    def _renew_all(self, leases: Sequence[Lease]) -> list[Any]:
+        pipe = self.binding.client.pipeline(transaction=False)
+        for lease in leases:
+            keys = self._lease_keys(lease.unique_key, None, lock_entry=False)
+            self._renew(
+                keys=[name for _, name in keys],
+                args=self._arguments(keys, lease.task_id, ttl=lease.ttl, token=lease.token),
+                client=pipe,
+            )
+        return pipe.execute()
+
+    def step_out(self, lease: Lease, lock_ttl: float) -> None:
+        """See :meth:`LockStore.step_out`; one round trip to Redis."""
+        keys = self._lease_keys(lease.unique_key, None, lock_entry=False)
+        self._run(
+            self._step_out,
+            f"keep unique key {lease.unique_key!r} for the next attempt of {lease.task_id!r}",
+            keys,
+            lease.task_id,
+            ttl=lock_ttl,
+            token=lease.token,
+        )
 
     def release(
         self,
@@ -414,18 +378,66 @@ class RedisLockStore:
         ignore_ttl: float | None,
         task_name: str | None = None,
         arguments: CallArguments | None = None,
-    ) -> None:
+        outcome: bytes | None = None,
+        outcome_ttl: float | None = None,
+    ) -> list[bytes]:
         """See :meth:`LockStore.release`; one round trip to Redis, owner-safe and atomic."""
-        self._run(
+        keys = self._call_keys(unique_key, ignore_key, task_name)
+        if unique_key is not None:
+            keys[1:1] = [("lease", self._beside(LEASE_PREFIX, unique_key, unique_key))]
+            keys.append(("waiters", self._beside(WAITERS_PREFIX, task_id, unique_key)))
+            if outcome is not None:
+                keys.append(("outcome", self._beside(OUTCOME_PREFIX, task_id, unique_key)))
+        waiting = self._run(
             self._release,
-            "release",
+            f"release task {task_id!r} (unique key {unique_key!r})",
+            keys,
             task_id,
-            unique_key=unique_key,
-            lock=unique_key is not None,
-            ignore_key=ignore_key,
             ttl=ignore_ttl,
-            task_name=task_name,
-            arguments=arguments,
+            entries=self._entries(task_id, unique_key, ignore_key, task_name, arguments),
+            outcome=outcome,
+            kept=outcome_ttl,
+        )
+        return list(waiting)
+
+    def look(
+        self, *, unique_key: str, task_id: str, waiter: bytes | None, waiter_ttl: float
+    ) -> Look:
+        """See :meth:`LockStore.look`; one round trip to Redis."""
+        keys = [
+            ("lock", self.binding.key(unique_key)),
+            ("outcome", self._beside(OUTCOME_PREFIX, task_id, unique_key)),
+            ("waiters", self._beside(WAITERS_PREFIX, task_id, unique_key)),
+        ]
+        reply = self._run(
+            self._check,
+            f"look at task {task_id!r} (unique key {unique_key!r})",
+            keys,
+            task_id,
+            token=waiter,
+            kept=waiter_ttl,
+        )
+        state = reply[0]
+        if state == _LOOK_OUTCOME:
+            return Look(bytes(reply[1]), None)
+        if state == _LOOK_STILL_HELD:
+            return Look(None, task_id)
+        if state == _LOOK_HELD_BY_ANOTHER:
+            return Look(None, str(self.binding.decode(reply[1])))
+        return Look(None, None)
+
+    def complete_once(self, *, unique_key: str, task_id: str, message: str, ttl: float) -> bool:
+        """See :meth:`LockStore.complete_once`; one round trip to Redis."""
+        keys = [("done", self._beside(DONE_PREFIX, task_id, unique_key))]
+        return bool(
+            self._run(
+                self._complete_once,
+                f"complete stand-in {task_id!r} (unique key {unique_key!r})",
+                keys,
+                task_id,
+                token=message,
+                kept=ttl,
+            )
         )
 
     def ignore(
@@ -439,16 +451,14 @@ class RedisLockStore:
         arguments: CallArguments | None = None,
     ) -> None:
         """See :meth:`LockStore.ignore`; one round trip, beside the call's lock."""
+        keys = self._call_keys(None, ignore_key, task_name, beside=unique_key)
         self._run(
             self._release,
-            "open ignore window of",
+            f"open ignore window of task {task_id!r} (unique key {unique_key!r})",
+            keys,
             task_id,
-            unique_key=unique_key,
-            lock=False,
-            ignore_key=ignore_key,
             ttl=ignore_ttl,
-            task_name=task_name,
-            arguments=arguments,
+            entries=self._entries(task_id, None, ignore_key, task_name, arguments, unique_key),
         )
 
     def holder(self, unique_key: str) -> str | None:
@@ -654,43 +664,123 @@ class RedisLockStore:
         """Return the Redis key of the index entry of ``key``, in the hash slot of ``slot_of``."""
         return self.binding.key(f"{_entry_key_prefix(task_name)}{kind}|{key}", beside=slot_of)
 
+    def _beside(self, prefix: str, name: str, unique_key: str) -> str:
+        """Return the Redis key ``prefix|name``, in the hash slot of lock ``unique_key``."""
+        return self.binding.key(f"{prefix}|{name}", beside=unique_key)
+
+    def _lease_keys(
+        self, unique_key: str, task_name: str | None, *, lock_entry: bool
+    ) -> list[tuple[str, str]]:
+        """Return the roles and Redis keys of a lock and its lease (and its index entry)."""
+        keys = [
+            ("lock", self.binding.key(unique_key)),
+            ("lease", self._beside(LEASE_PREFIX, unique_key, unique_key)),
+        ]
+        if lock_entry and task_name is not None:
+            keys.append(
+                ("lock_entry", self._entry_key(task_name, "unique", unique_key, unique_key))
+            )
+        return keys
+
+    def _call_keys(
+        self,
+        unique_key: str | None,
+        ignore_key: str | None,
+        task_name: str | None,
+        *,
+        window_entry: bool = True,
+        beside: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """Return the roles and Redis keys of a call's lock and window, and of their entries.
+
+        Args:
+            unique_key: the lock's key, or None.
+            ignore_key: the window's key, or None.
+            task_name: the task's name, to name the index entries; None for none.
+            window_entry: whether the window's entry is among them (a trigger writes only the
+                lock's).
+            beside: the unique key the window sits beside when the lock is not among them.
+        """
+        slot_of = unique_key or beside
+        keys = []
+        if unique_key is not None:
+            keys.append(("lock", self.binding.key(unique_key)))
+        if ignore_key is not None:
+            keys.append(("window", self.binding.key(ignore_key, beside=slot_of)))
+        if task_name is not None:
+            if unique_key is not None:
+                entry = self._entry_key(task_name, "unique", unique_key, unique_key)
+                keys.append(("lock_entry", entry))
+            if ignore_key is not None and window_entry:
+                entry = self._entry_key(task_name, "ignore", ignore_key, slot_of or ignore_key)
+                keys.append(("window_entry", entry))
+        return keys
+
+    def _entries(
+        self,
+        task_id: str,
+        unique_key: str | None,
+        ignore_key: str | None,
+        task_name: str | None,
+        arguments: CallArguments | None,
+        beside: str | None = None,
+    ) -> tuple[str, str]:
+        """Return the values of the index entries of a call's lock and window ('' for none)."""
+        if task_name is None:
+            return "", ""
+        lock = (
+            ""
+            if unique_key is None
+            else _entry_value(task_name, "unique", unique_key, None, task_id, arguments)
+        )
+        window = (
+            ""
+            if ignore_key is None
+            else _entry_value(
+                task_name, "ignore", ignore_key, unique_key or beside, task_id, arguments
+            )
+        )
+        return lock, window
+
+    def _arguments(
+        self,
+        keys: list[tuple[str, str]],
+        task_id: str,
+        *,
+        ttl: float | None = None,
+        entries: tuple[str, str] = ("", ""),
+        token: str | bytes | None = None,
+        outcome: bytes | None = None,
+        kept: float | None = None,
+    ) -> tuple[str | bytes | int, ...]:
+        """Return the ``ARGV`` of a script (see :mod:`celery_events.locks.scripts`)."""
+        return (
+            " ".join(role for role, _ in keys),
+            self.binding.encode(task_id),
+            _milliseconds(ttl),
+            *entries,
+            token or "",
+            outcome or "",
+            _milliseconds(kept),
+        )
+
     def _run(
         self,
         script: Script,
         operation: str,
+        keys: list[tuple[str, str]],
         task_id: str,
-        *,
-        unique_key: str | None,
-        lock: bool,
-        ignore_key: str | None,
-        ttl: float | None,
-        task_name: str | None,
-        arguments: CallArguments | None,
+        **arguments: Any,
     ) -> Any:
-        """Run one of the call scripts with a call's keys; return the script's reply."""
-        binding = self.binding
-        keys = []
-        entries: list[tuple[KeyKind, str, str | None]] = []
-        if lock and unique_key is not None:
-            keys.append(binding.key(unique_key))
-            entries.append(("unique", unique_key, None))
-        if ignore_key is not None:
-            keys.append(binding.key(ignore_key, beside=unique_key))
-            entries.append(("ignore", ignore_key, unique_key))
-        values = ["", ""]
-        if task_name is not None:
-            for kind, key, beside in entries:
-                keys.append(self._entry_key(task_name, kind, key, beside or key))
-                values[kind == "ignore"] = _entry_value(
-                    task_name, kind, key, beside, task_id, arguments
-                )
-        args = (
-            "1" if lock and unique_key is not None else "0",
-            "0" if ignore_key is None else "1",
-            binding.encode(task_id),
-            _milliseconds(ttl),
-            "0" if task_name is None else "1",
-            *values,
-        )
-        with binding.guard(f"{operation} task {task_id!r} (unique key {unique_key!r})"):
-            return script(keys=keys, args=args)
+        """Run one of the scripts with a call's keys; return the script's reply.
+
+        Args:
+            script: the script.
+            operation: what is done, for the error when Redis cannot be reached.
+            keys: the roles and Redis keys the script takes.
+            task_id: the call's task id.
+            **arguments: the rest of the script's arguments, as :meth:`_arguments` takes them.
+        """
+        args = self._arguments(keys, task_id, **arguments)
+        with self.binding.guard(operation):
+            return script(keys=[name for _, name in keys], args=args)
