@@ -19,7 +19,6 @@ id (:func:`invocation_id_of`) and how long the message waited (:func:`queue_wait
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -145,9 +144,9 @@ def queue_wait(request: Context, now: float) -> float | None:
 def stand_in_header(holder: str | None) -> dict[str, Any]:
     """Return the ``stand_in`` header of a stand-in that joins ``holder``, or is ignored (None).
 
-    A joined stand-in's header counts its looks at the holder and names its message, so that of
-    two messages of one stand-in only one completes it (see :mod:`celery_events.stand_ins`).
+    A joined stand-in's header counts its looks at the holder (see
+    :mod:`celery_events.stand_ins`).
     """
     if holder is None:
         return {"ignored": True}
-    return {"holder": holder, "checks": 0, "message": uuid.uuid4().hex}
+    return {"holder": holder, "checks": 0}

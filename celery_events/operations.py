@@ -5,7 +5,7 @@ is its command-line layer). A call is named by its task and its arguments, and i
 computed exactly as :class:`~celery_events.task.DjangoTask` computes them, so nothing is guessed.
 
 Only the Redis lock store can list keys (through the index entries it writes beside them, see
-``celery_events.locks.redis_store``) and release them owner-safe; on any other cache,
+``celery_events.locks.index``) and release them owner-safe; on any other cache,
 :func:`explain` and :func:`release` work through the cache's API and :func:`held` refuses.
 
 .. versionadded:: 0.1.0
@@ -21,7 +21,7 @@ from celery import current_app
 
 from .config import settings
 from .locks import CacheLockStore, LockStore, Outcome, RedisLockStore, get_lock_store
-from .locks.redis_store import HeldKey, HeldPage, KeyKind
+from .locks.index import HeldKey, HeldPage, KeyKind
 from .task import DjangoTask
 
 if TYPE_CHECKING:

@@ -18,9 +18,11 @@ header, and its attempts never run the body unless the call it joined vanished:
   case H ends where nothing can wake them (its worker killed): when H's lock has expired with
   no outcome, the stand-in takes the lock and runs the body itself.
 
-A stand-in's task id is completed once: of the messages that stand in for it (the woken one and
-the watch, or one the broker delivered twice), the first to complete it does, and the others
-end without an outcome (:meth:`~celery_events.locks.LockStore.complete_once`).
+A stand-in's task id is completed once: of the deliveries that stand in for it (the woken one
+and the watch, or one the broker delivered twice), the first to complete it does, and the
+others end without an outcome (:meth:`~celery_events.locks.LockStore.complete_once`). A delivery
+lost between that mark and Celery's storing of its result loses the completion: a stand-in's
+task id is completed at most once.
 
 The worker's gate (:mod:`celery_events.worker`) makes a stand-in of a message whose lock another
 call holds, and of a second delivery of a message whose attempt still runs (it joins its own
@@ -133,8 +135,8 @@ def outcome(task: CalledTask, request: Context, stand_in: dict[str, Any]) -> Sta
             (a copy: the looks update it).
 
     Returns:
-        The outcome; None when the call it joined ended and left none (its worker died): the
-        attempt may take the lock and run the body itself.
+        The outcome; None when the call it joined ended and left none (its worker died), and
+        the attempt may take the lock and run the body itself.
 
     Raises:
         celery.exceptions.Ignore: the stand-in was parked (the call it joined still runs), looks
@@ -175,6 +177,8 @@ def _join(task: CalledTask, request: Context, stand_in: dict[str, Any]) -> Stand
                 continue
             else:  # it ended with no outcome beside its lock: the backend may know
                 ended = _finished(task, holder)
+            if ended is not None:  # the stand-in's own result is stored next: not into a void
+                _reach_backend(task, request)
         except (LockStoreUnavailableError, _BackendUnavailableError) as exc:
             _again(task, request, stand_in, exc)
             continue
@@ -225,18 +229,22 @@ def _complete(
             completed it.
     """
     if stand_in.get("duplicate"):
+        logger.info(
+            "task %s[%s] of invocation %s: the delivery it waited for ended its call; this "
+            "delivery ends without running",
+            task.name,
+            request.id,
+            invocation_id_of(request),
+        )
         raise Ignore
     try:
         first = get_lock_store().complete_once(
-            unique_key=unique_key,
-            task_id=str(request.id),
-            message=str(stand_in.get("message") or request.id),
-            ttl=outcomes.kept_for(task),
+            unique_key=unique_key, task_id=str(request.id), ttl=outcomes.kept_for(task)
         )
     except LockStoreUnavailableError:
         # Completing twice is the lesser harm than never completing.
         logger.warning(
-            "stand-in %s[%s] could not mark its completion; another message of it may "
+            "stand-in %s[%s] could not mark its completion; another delivery of it may "
             "complete it too",
             task.name,
             request.id,
@@ -244,8 +252,30 @@ def _complete(
         )
         first = True
     if not first:
+        logger.warning(
+            "stand-in %s[%s] of invocation %s was completed by another delivery of it: this "
+            "one ends without an outcome",
+            task.name,
+            request.id,
+            invocation_id_of(request),
+        )
         raise Ignore
     return StandInOutcome(ended)
+
+
+def _reach_backend(task: CalledTask, request: Context) -> None:
+    """Make sure the result backend answers, before the stand-in completes into it.
+
+    Raises:
+        _BackendUnavailableError: the backend could not be read.
+    """
+    if isinstance(task.backend, DisabledBackend) or request.is_eager:
+        return
+    try:
+        task.AsyncResult(str(request.id)).state  # noqa: B018 - a read, to reach the backend
+    except Exception as exc:
+        msg = f"result backend unreachable: {exc}"
+        raise _BackendUnavailableError(msg) from exc
 
 
 def claim(task: CalledTask, request: Context, unique_key: str, lease: Lease) -> Claim:
@@ -296,7 +326,7 @@ def _wait_or_watch(
     if request.is_eager:
         time.sleep(delay)
         return
-    check_later(task, request, {**stand_in, "message": uuid.uuid4().hex}, delay)
+    check_later(task, request, dict(stand_in), delay)
 
 
 def _again(task: CalledTask, request: Context, stand_in: dict[str, Any], exc: Exception) -> None:
@@ -320,8 +350,7 @@ def _again(task: CalledTask, request: Context, stand_in: dict[str, Any], exc: Ex
 
 def _waiter(task: CalledTask, request: Context, stand_in: dict[str, Any]) -> bytes:
     """Return the stand-in as it is parked: its message, to publish again when woken."""
-    parked = {**stand_in, "message": uuid.uuid4().hex}
-    return outcomes.pack(task, _republished(task, request, {STAND_IN_HEADER: parked}, None))
+    return outcomes.pack(task, _republished(task, request, {STAND_IN_HEADER: stand_in}, None))
 
 
 def _republished(

@@ -16,10 +16,11 @@ member's, :mod:`celery_events.stand_ins`) ends with that call's outcome, or None
 the body; so does a message that finds its lock held by another call, which becomes one.
 
 **The body, retries and settling.** An attempt that passes the gate sends ``task_start`` and
-runs the body. A retry is published with the call's headers (:func:`retry_headers`), so the
-next attempt is the same call. The attempt that ends a call releases its lock, and after a
-success opens its ignore window, before Celery stores the result (:func:`settle`): whoever sees
-the result can call the task again at once. ``task_retry``, ``task_failure`` and
+runs the body under its lease. A retry is published with the call's headers, so the next
+attempt is the same call (:mod:`celery_events.retries`). The attempt that ends a call releases
+its lock, leaves its outcome and wakes whoever joined it, and after a success opens its ignore
+window, before Celery stores the result (:func:`settle`): whoever sees the result can call the
+task again at once. ``task_retry``, ``task_failure`` and
 ``task_success`` are sent from Celery's handlers (:func:`send_task_event`).
 """
 
@@ -367,8 +368,8 @@ def settle(task: CalledTask, request: Context, ended: outcomes.CallOutcome | Non
 def settle_lost(task: CalledTask, task_id: str, unique_key: object, exc: BaseException) -> None:
     """End the call of an attempt that could not settle it: lost, killed, revoked.
 
-    Called in the worker's main process (:mod:`celery_events.request`,
-    :mod:`celery_events.cleanup`): frees the lock if the task id holds it, leaves the failure
+    Called in the worker's main process (:mod:`celery_events.request`, and the cleanup of
+    ``celery_events.cleanup``): frees the lock if the task id holds it, leaves the failure
     ``exc`` as the call's outcome for whoever joined it, and wakes them.
 
     Args:

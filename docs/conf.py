@@ -62,6 +62,7 @@ nitpick_ignore_regex = [
     (r"py:(class|obj)", r"(Any|Callable|Mapping|Sequence|Iterator|TypeAlias|F|Final)"),
     (r"py:(class|exc)", r"(CeleryError|TimeoutError|Retry|ImproperlyConfigured)"),
     (r"py:class", r"(Task|AsyncResult|EagerResult|Context|ExceptionInfo|BaseCache|AppConfig)"),
+    (r"py:class", r"Signature"),  # Celery's, unqualified in hints
     (r"py:class", r"(CheckMessage|NamedSignal|Namespace|Proxy|_TimeoutListener|_EventNamespace)"),
     (r"py:class", r"(str|int|float|bool|bytes|list|dict|tuple|type|object|None|Enum|timedelta)"),
     (r"py:class", r"(datetime|BaseException|Exception|RuntimeError|AttributeError)"),

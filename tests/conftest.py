@@ -90,11 +90,13 @@ def running_worker(
     env: Mapping[str, str] | None = None,
     worker_args: Sequence[str] = (),
     publish_options: Mapping[str, Any] | None = None,
+    answers: Callable[[str], object] | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run a real Celery worker, in its own process, consuming ``queue`` while the block runs.
 
     ``env`` is added to the worker's environment and ``worker_args`` to its command line; the
-    block starts once the worker answered a call published with ``publish_options``.
+    block starts once the worker answered a call published with ``publish_options``: its
+    result, or what ``answers(queue)`` waits for (a worker without a result backend).
     """
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
@@ -125,9 +127,12 @@ def running_worker(
         )
     try:
         try:
-            add.apply_async_and_get_result(
-                args=(1, 1), timeout=60, queue=queue, **(publish_options or {})
-            )
+            if answers is None:
+                add.apply_async_and_get_result(
+                    args=(1, 1), timeout=60, queue=queue, **(publish_options or {})
+                )
+            else:
+                answers(queue)
         except Exception:  # noqa: BLE001 - any failure to start is reported with the log
             pytest.fail(f"the worker did not start:\n{log.read_text()}")
         yield process

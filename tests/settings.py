@@ -70,7 +70,7 @@ MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend
 
 # RabbitMQ for the worker of the exporters' amqp test (tests/test_exporter_opentelemetry.py).
 CELERY_BROKER_URL = os.environ.get("CELERY_EVENTS_TEST_BROKER_URL", REDIS_URL)
-CELERY_RESULT_BACKEND = REDIS_URL
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_EVENTS_TEST_RESULT_BACKEND", REDIS_URL)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
 CELERY_TASK_DEFAULT_QUEUE = "caller-only"  # nothing consumes it; worker tests use "worker"
@@ -81,7 +81,12 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 if os.environ.get("CELERY_EVENTS_TEST_NO_RESULT_BACKEND"):
     CELERY_RESULT_BACKEND = None
 if visibility_timeout := os.environ.get("CELERY_EVENTS_TEST_VISIBILITY_TIMEOUT"):
-    CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = float(visibility_timeout)
+    CELERY_BROKER_TRANSPORT_OPTIONS.update(
+        # kombu looks for such messages every second, not every hundred seconds.
+        visibility_timeout=float(visibility_timeout),
+        unacked_restore_interval=1,
+        unacked_restore_throttle=1,
+    )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Annotated for strict mypy: tox's type environment checks this module, which the Django plugin

@@ -24,7 +24,7 @@ from django.urls import reverse
 
 from celery_events.config import settings as celery_events_settings
 from celery_events.locks import get_lock_store
-from celery_events.locks.redis_store import ENTRY_ARGUMENTS_LIMIT
+from celery_events.locks.index import ENTRY_ARGUMENTS_LIMIT
 from tests import tasks
 from tests.conftest import wait_for
 from tests.lock_helpers import DJANGO_REDIS_PACKAGE_CACHE, redis_cache, use_cache

@@ -13,6 +13,9 @@ from django.test import override_settings
 from celery_events.locks import (
     Admission,
     CacheLockStore,
+    Claim,
+    Lease,
+    Look,
     Outcome,
     RedisLockStore,
     get_lock_store,
@@ -121,6 +124,114 @@ def test_admit_without_keys_triggers(store):
     assert store.admit(task_id="t", unique_key=None, lock_ttl=None, ignore_key=None) == Admission(
         Outcome.TRIGGER, "t"
     )
+
+
+def _lease(key: str, task_id: str, attempt: str = "first") -> Lease:
+    return Lease(unique_key=key, task_id=task_id, token=f"{task_id}-{attempt}", ttl=60)
+
+
+def test_claim_takes_the_lease_and_a_second_delivery_finds_it_running(store):
+    key = _key()
+    store.admit(task_id="call", unique_key=key, lock_ttl=60, ignore_key=None)
+
+    first = store.claim(task_id="call", unique_key=key, lease=_lease(key, "call"))
+    again = store.claim(task_id="call", unique_key=key, lease=_lease(key, "call", "second"))
+    other = store.claim(task_id="other", unique_key=key, lease=_lease(key, "other"))
+
+    assert first == Claim("call", taken=False)
+    assert again == Claim("call", taken=False, elsewhere=True)
+    assert other == Claim("call", taken=False)
+
+
+def test_claim_of_a_free_lock_takes_it(store):
+    key = _key()
+
+    assert store.claim(task_id="late", unique_key=key, lease=_lease(key, "late")) == Claim(
+        "late", taken=True
+    )
+    assert store.holder(key) == "late"
+
+
+def test_claim_of_a_task_id_that_left_its_outcome_says_the_call_ended(store):
+    key = _key()
+    store.claim(task_id="call", unique_key=key, lease=_lease(key, "call"))
+    store.release(
+        task_id="call",
+        unique_key=key,
+        ignore_key=None,
+        ignore_ttl=None,
+        outcome=b"done",
+        outcome_ttl=60,
+    )
+
+    late = store.claim(task_id="call", unique_key=key, lease=_lease(key, "call", "late"))
+
+    assert late == Claim("call", taken=False, ended=True)
+    assert store.holder(key) is None
+
+
+def test_renew_keeps_the_leases_held_and_reports_those_lost(store):
+    kept, lost = _key(), _key()
+    store.claim(task_id="kept", unique_key=kept, lease=_lease(kept, "kept"))
+    store.claim(task_id="lost", unique_key=lost, lease=_lease(lost, "lost"))
+    store.release(task_id="lost", unique_key=lost, ignore_key=None, ignore_ttl=None)
+    store.admit(task_id="newer", unique_key=lost, lock_ttl=60, ignore_key=None)
+
+    renewed = store.renew([_lease(kept, "kept"), _lease(lost, "lost")])
+
+    assert renewed == [True, False]
+    assert (store.holder(kept), store.holder(lost)) == ("kept", "newer")
+
+
+def test_step_out_leaves_the_lock_to_the_next_attempt(store):
+    key = _key()
+    store.claim(task_id="call", unique_key=key, lease=_lease(key, "call"))
+
+    store.step_out(_lease(key, "call"), 60)
+    retry = store.claim(task_id="call", unique_key=key, lease=_lease(key, "call", "retry"))
+
+    assert retry == Claim("call", taken=False)  # held for it, and no lease of another attempt
+
+
+def test_release_leaves_the_outcome_and_hands_back_the_parked_stand_ins(store):
+    key = _key()
+    store.claim(task_id="holder", unique_key=key, lease=_lease(key, "holder"))
+    running = store.look(unique_key=key, task_id="holder", waiter=b"stand-in", waiter_ttl=60)
+
+    woken = store.release(
+        task_id="holder",
+        unique_key=key,
+        ignore_key=None,
+        ignore_ttl=None,
+        outcome=b"its outcome",
+        outcome_ttl=60,
+    )
+    ended = store.look(unique_key=key, task_id="holder", waiter=b"too late", waiter_ttl=60)
+
+    assert running == Look(None, "holder")
+    assert woken == [b"stand-in"]
+    assert ended == Look(b"its outcome", None)
+    assert store.holder(key) is None
+
+
+def test_look_at_a_call_that_left_no_outcome_tells_who_holds_the_lock_now(store):
+    key = _key()
+    store.admit(task_id="newer", unique_key=key, lock_ttl=60, ignore_key=None)
+
+    moved = store.look(unique_key=key, task_id="vanished", waiter=b"stand-in", waiter_ttl=60)
+    store.release(task_id="newer", unique_key=key, ignore_key=None, ignore_ttl=None)
+    free = store.look(unique_key=key, task_id="vanished", waiter=None, waiter_ttl=60)
+
+    assert (moved, free) == (Look(None, "newer"), Look(None, None))
+
+
+def test_complete_once_completes_a_stand_in_once(store):
+    key = _key()
+
+    first = store.complete_once(unique_key=key, task_id="stand-in", ttl=60)
+    second = store.complete_once(unique_key=key, task_id="stand-in", ttl=60)
+
+    assert (first, second) == (True, False)
 
 
 def test_release_by_another_task_keeps_the_lock(store):

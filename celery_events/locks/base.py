@@ -275,17 +275,16 @@ class LockStore(Protocol):
         """
         ...
 
-    def complete_once(self, *, unique_key: str, task_id: str, message: str, ttl: float) -> bool:
-        """Mark stand-in ``task_id`` completed by ``message``; False if another message did.
+    def complete_once(self, *, unique_key: str, task_id: str, ttl: float) -> bool:
+        """Mark stand-in ``task_id`` completed; False if it was before.
 
         A stand-in's message can be delivered twice (published again to wake it, and as its
-        own check); only one of them completes its task id, so what follows it runs once.
+        own check; or by the broker); only the first delivery to complete its task id does, so
+        that what follows it runs once.
 
         Args:
             unique_key: the lock's key, beside which the mark is kept.
             task_id: the stand-in's task id.
-            message: the completing message's own id (the same message delivered again may
-                complete it again: its first delivery did not finish).
             ttl: seconds the mark is kept.
 
         Raises:

@@ -93,7 +93,7 @@ class CacheLockStore:
             LockContentionError: the lock changed hands ``ADD_ATTEMPTS`` times in a row.
         """
         cache = self.cache
-        if cache.get(f"{OUTCOME_PREFIX}|{task_id}") is not None:
+        if cache.get(_beside(OUTCOME_PREFIX, task_id, unique_key)) is not None:
             return Claim(task_id, taken=False, ended=True)
         lease_key = f"{LEASE_PREFIX}|{unique_key}"
         held = cache.get(unique_key)
@@ -165,8 +165,8 @@ class CacheLockStore:
         if cache.get(unique_key) == task_id:
             cache.delete_many([unique_key, f"{LEASE_PREFIX}|{unique_key}"])
         if outcome is not None:
-            cache.set(f"{OUTCOME_PREFIX}|{task_id}", outcome, outcome_ttl)
-        waiters_key = f"{WAITERS_PREFIX}|{task_id}"
+            cache.set(_beside(OUTCOME_PREFIX, task_id, unique_key), outcome, outcome_ttl)
+        waiters_key = _beside(WAITERS_PREFIX, task_id, unique_key)
         waiting: list[bytes] = cache.get(waiters_key) or []
         cache.delete(waiters_key)
         return waiting
@@ -176,19 +176,18 @@ class CacheLockStore:
     ) -> Look:
         """See :meth:`LockStore.look`; a parked stand-in can be lost to one parked at once."""
         cache = self.cache
-        outcome: bytes | None = cache.get(f"{OUTCOME_PREFIX}|{task_id}")
+        outcome: bytes | None = cache.get(_beside(OUTCOME_PREFIX, task_id, unique_key))
         if outcome is not None:
             return Look(outcome, None)
         holder: str | None = cache.get(unique_key)
         if holder == task_id and waiter is not None:
-            waiters_key = f"{WAITERS_PREFIX}|{task_id}"
+            waiters_key = _beside(WAITERS_PREFIX, task_id, unique_key)
             cache.set(waiters_key, [*(cache.get(waiters_key) or []), waiter], waiter_ttl)
         return Look(None, holder)
 
-    def complete_once(self, *, unique_key: str, task_id: str, message: str, ttl: float) -> bool:
-        """See :meth:`LockStore.complete_once`: ``cache.add``, then a read."""
-        done_key = f"{DONE_PREFIX}|{task_id}"
-        return bool(self.cache.add(done_key, message, ttl) or self.cache.get(done_key) == message)
+    def complete_once(self, *, unique_key: str, task_id: str, ttl: float) -> bool:
+        """See :meth:`LockStore.complete_once`: ``cache.add``."""
+        return bool(self.cache.add(_beside(DONE_PREFIX, task_id, unique_key), task_id, ttl))
 
     def ignore(
         self,
@@ -207,3 +206,8 @@ class CacheLockStore:
         """See :meth:`LockStore.holder`."""
         holder: str | None = self.cache.get(unique_key)
         return holder
+
+
+def _beside(prefix: str, task_id: str, unique_key: str) -> str:
+    """Return the cache key ``prefix|task_id|unique_key``: a call's, beside its lock."""
+    return f"{prefix}|{task_id}|{unique_key}"

@@ -18,8 +18,8 @@ The arguments are the same for every script:
 - ``ARGV[3]``: a time to live in milliseconds: the lock's and the lease's (``ADMIT``,
   ``CLAIM``, ``RENEW``, ``STEP_OUT``) or the ignore window's (``RELEASE``); ``0`` for none.
 - ``ARGV[4]``, ``ARGV[5]``: the values of the lock's and the window's index entries.
-- ``ARGV[6]``: the attempt's lease token (``CLAIM``, ``RENEW``, ``STEP_OUT``, ``RELEASE``), the
-  stand-in to park (``CHECK``) or the completing message (``COMPLETE_ONCE``); ``''`` for none.
+- ``ARGV[6]``: the attempt's lease token (``CLAIM``, ``RENEW``, ``STEP_OUT``, ``RELEASE``) or the
+  stand-in to park (``CHECK``); ``''`` for none.
 - ``ARGV[7]``: the outcome to leave (``RELEASE``); ``''`` for none.
 - ``ARGV[8]``: how long an outcome, the waiters or a done mark live, in milliseconds.
 """
@@ -207,15 +207,11 @@ return {0}
 """
 )
 
-#: A stand-in's completion by the message ARGV[6]: 1 when it is the first (or the same message
-#: delivered again), 0 when another message of the task id completed it.
+#: A stand-in's completion: 1 for the first of its task id, 0 when one came before.
 COMPLETE_ONCE: Final = (
     _PRELUDE
     + """
-if redis.call('SET', key.done, ARGV[6], 'NX', 'PX', ARGV[8]) then
-    return 1
-end
-if redis.call('GET', key.done) == ARGV[6] then
+if redis.call('SET', key.done, ARGV[2], 'NX', 'PX', ARGV[8]) then
     return 1
 end
 return 0
