@@ -176,7 +176,7 @@ def fixture_exporters_worker(redis_client, tmp_path_factory) -> Iterator[subproc
         tmp_path_factory.mktemp("exporters-worker") / "worker.log",
         exporter_worker.QUEUE,
         env=exporter_worker.WORKER_ENV,
-        worker_args=exporter_worker.WORKER_ARGS,
+        worker_args=exporter_worker.worker_args(),
     ) as process:
         yield process
 

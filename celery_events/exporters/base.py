@@ -132,6 +132,10 @@ class InFlight(Generic[K, V]):
             with suppress(KeyError):  # another thread emptied it meanwhile
                 entries.popitem(last=False)
 
+    def get(self, key: K) -> V | None:
+        """Return the value under ``key``, or None when there is none."""
+        return self._entries.get(key)
+
     def pop(self, key: K) -> V | None:
         """Remove and return the value under ``key``, or None when there is none."""
         return self._entries.pop(key, None)
