@@ -219,6 +219,13 @@ def logs_with_structlog(message: str) -> dict[str, Any]:
 
 
 @app.task()
+def calls_flaky_child(queue: str, fail_times: int) -> str:
+    """Log a line, then call ``flaky(fail_times)`` on ``queue``; return the child's task id."""
+    structlog.get_logger("tests").info("calling_child")
+    return str(flaky.apply_async(args=(fail_times,), queue=queue).task_id)
+
+
+@app.task()
 def raises_ignore() -> None:
     """End the attempt with Celery's Ignore: no end event of the bus follows its start."""
     raise Ignore
