@@ -2,8 +2,9 @@
 
 The ids, each documented in docs/configuration.md: ``celery_events.E001`` an unknown setting,
 ``E002`` a refused value, ``E003`` a ``CACHE_NAME`` that names no cache, ``W001`` a lock store
-whose Redis evicts keys, ``W002`` a task that locks in a cache that processes do not share; and
-whatever the project's ``CELERY_TASK_CHECKER`` reports.
+whose Redis evicts keys, ``W002`` a task that locks in a cache that processes do not share,
+``W003`` the OpenTelemetry exporter beside opentelemetry-instrumentation-celery with another
+shape of trace asked of each; and whatever the project's ``CELERY_TASK_CHECKER`` reports.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import redis
 from celery import current_app
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
@@ -24,6 +26,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .config import DEFAULTS, SETTING_PREFIX, settings
+from .exporters.neighbours import celery_instrumentation
+from .exporters.opentelemetry import OpenTelemetryExporter
 from .locks import LockStoreUnavailableError, RedisLockStore, get_lock_store
 from .task import DjangoTask
 
@@ -37,6 +41,7 @@ __all__ = [
     "UNSHARED_CACHES",
     "check_cache_name",
     "check_celery_tasks",
+    "check_exporter_beside_instrumentor",
     "check_lock_cache_shared",
     "check_lock_store_eviction",
     "check_setting_names",
@@ -265,6 +270,38 @@ def check_lock_store_eviction(
             ),
             id="celery_events.W001",
         )
+    ]
+
+
+@register()
+def check_exporter_beside_instrumentor(
+    app_configs: Sequence[AppConfig] | None,  # noqa: ARG001 - Django's check signature
+    **kwargs: Any,  # noqa: ARG001
+) -> list[CheckMessage]:
+    """Warn when the exporter and the Celery instrumentor are asked for different trace shapes.
+
+    Beside opentelemetry-instrumentation-celery, the attempts' spans are the instrumentor's,
+    children of the call's span or linked to it as the instrumentor's ``use_span_links`` says:
+    the exporter's ``link_to_producer`` cannot change that.
+    """
+    instrumentation = celery_instrumentation()
+    if instrumentation is None or not instrumentation.active:
+        return []
+    config = apps.get_app_config("celery_events")
+    links = instrumentation.uses_span_links
+    return [
+        Warning(
+            f"the opentelemetry exporter's link_to_producer is {exporter.link_to_producer}, "
+            f"and CeleryInstrumentor traces this process with use_span_links={links}: beside "
+            "the instrumentor, each attempt's span is the instrumentor's, made as it says",
+            hint=(
+                f"Give the exporter link_to_producer={links} (in {SETTING_PREFIX}EXPORTERS), "
+                f"or instrument Celery with use_span_links={exporter.link_to_producer}."
+            ),
+            id="celery_events.W003",
+        )
+        for exporter in getattr(config, "exporters", ())
+        if isinstance(exporter, OpenTelemetryExporter) and exporter.link_to_producer != links
     ]
 
 

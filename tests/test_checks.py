@@ -243,3 +243,37 @@ def test_warning_names_three_locking_tasks_and_counts_the_others(own_app):
     (message,) = _celery_events_messages()
 
     assert "of own.unique0, own.unique1, own.unique2 and 2 more do not hold" in message.msg
+
+
+@pytest.fixture(name="celery_instrumented")
+def fixture_celery_instrumented():
+    """opentelemetry-instrumentation-celery tracing the tests' process while the test runs."""
+    instrumentation = pytest.importorskip(
+        "opentelemetry.instrumentation.celery", reason="the Celery instrumentation is not installed"
+    )
+    instrumentor = instrumentation.CeleryInstrumentor()
+    instrumentor.instrument()
+    yield instrumentor
+    instrumentor.uninstrument()
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS={"opentelemetry": {"link_to_producer": True}})
+def test_exporter_linking_beside_an_instrumentor_that_parents_is_reported(celery_instrumented):
+    assert _celery_events_messages() == [
+        Warning(
+            "the opentelemetry exporter's link_to_producer is True, and CeleryInstrumentor "
+            "traces this process with use_span_links=False: beside the instrumentor, each "
+            "attempt's span is the instrumentor's, made as it says",
+            hint=(
+                "Give the exporter link_to_producer=False (in "
+                "DJANGO_CELERY_EXTENSIONS_EXPORTERS), or instrument Celery with "
+                "use_span_links=True."
+            ),
+            id="celery_events.W003",
+        )
+    ]
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS=["opentelemetry"])
+def test_exporter_beside_an_instrumentor_of_the_same_shape_is_not_reported(celery_instrumented):
+    assert _celery_events_messages() == []
