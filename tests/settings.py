@@ -74,7 +74,9 @@ CELERY_RESULT_BACKEND = REDIS_URL
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
 CELERY_TASK_DEFAULT_QUEUE = "caller-only"  # nothing consumes it; worker tests use "worker"
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's default (its own logging, standard output redirected to it) only in the worker of the
+# structlog exporter's test on that logging (tests/test_exporter_structlog.py).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = "CELERY_EVENTS_TEST_CELERY_LOGGING" in os.environ
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Annotated for strict mypy: tox's type environment checks this module, which the Django plugin

@@ -7,6 +7,10 @@ structlog's contextvars, so the task's own log lines carry them, and so do the l
 own receivers of the attempt's end; when the attempt is over (Celery's ``task_postrun``) they are
 reset to what they were, and other context keys are never touched.
 
+Until structlog is configured, a worker on Celery's default logging (its standard output
+redirected to its logger) gets the lines through the standard library's ``celery_events`` logger,
+so that Celery writes each once, at its level, with its one timestamp.
+
 Beside django-structlog's Celery support, which logs ``task_started``, ``task_retrying``,
 ``task_failed`` and ``task_succeeded`` itself, the exporter leaves each of these lines to it
 wherever its receiver is connected, and keeps ``invocation_id`` out of the context it copies into
@@ -15,6 +19,8 @@ the messages of the tasks a task calls.
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from collections.abc import Mapping
 from functools import partial
@@ -23,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 import structlog
 from celery import signals as celery_signals
+from celery.utils.log import LoggingProxy
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from celery_events import signals
@@ -38,6 +45,7 @@ if TYPE_CHECKING:
     from celery import Task
     from celery.app.task import Context as Request
     from celery.utils.dispatch import Signal as CelerySignal
+    from structlog.typing import EventDict
 
 __all__ = ["DEFAULT_LEVELS", "EVENT_NAMES", "LEVEL_NAMES", "StructlogExporter"]
 
@@ -135,6 +143,11 @@ class StructlogExporter(SignalExporter):
         # The lazy proxy binds at each use, so that structlog configured after Django started
         # (as projects often do) is the configuration these lines go through.
         self._logger = structlog.get_logger("celery_events")
+        self._celery_logger = structlog.wrap_logger(
+            logging.getLogger("celery_events"),
+            processors=[_exception_as_error, structlog.dev.ConsoleRenderer(colors=False)],
+            wrapper_class=structlog.stdlib.BoundLogger,
+        )
         receivers: dict[Any, Any] = {
             signals.invocation_apply: self._applied,
             signals.invocation_trigger: self._triggered,
@@ -176,7 +189,7 @@ class StructlogExporter(SignalExporter):
         if self._log_args:
             fields["args"] = args
             fields["kwargs"] = kwargs
-        getattr(self._logger, self._levels["invocation_applied"])("invocation_applied", **fields)
+        self._write("invocation_applied", fields)
 
     def _triggered(
         self,
@@ -188,13 +201,15 @@ class StructlogExporter(SignalExporter):
         **_: Any,
     ) -> None:
         eta = options["eta"]
-        getattr(self._logger, self._levels["invocation_triggered"])(
+        self._write(
             "invocation_triggered",
-            invocation_id=invocation_id,
-            task_id=task_id,
-            task_name=task.name,
-            queue=options["queue"],
-            eta=None if eta is None else eta.isoformat(),
+            {
+                "invocation_id": invocation_id,
+                "task_id": task_id,
+                "task_name": task.name,
+                "queue": options["queue"],
+                "eta": None if eta is None else eta.isoformat(),
+            },
         )
 
     def _invocation(
@@ -217,7 +232,7 @@ class StructlogExporter(SignalExporter):
         }
         if exc is not None:
             fields["exc_info"] = exc
-        getattr(self._logger, self._levels[event])(event, **fields)
+        self._write(event, fields)
 
     # Where the task runs.
 
@@ -284,10 +299,25 @@ class StructlogExporter(SignalExporter):
     ) -> None:
         self._ended("task_succeeded", task, invocation_id, task_id, None)
 
+    def _write(self, event: str, fields: dict[str, Any]) -> None:
+        """Log ``event`` with ``fields`` at its level.
+
+        A worker on Celery's default logging (its standard output redirected to its logger)
+        whose structlog is not configured would get structlog's default lines, printed with a
+        timestamp and a level, redirected as WARNING lines with a second timestamp: the lines
+        go through the standard library's ``celery_events`` logger instead, formatted by Celery,
+        an exception as ``error`` (its traceback is Celery's to log, with the task's failure).
+        """
+        if not structlog.is_configured() and isinstance(sys.stdout, LoggingProxy):
+            logger = self._celery_logger
+        else:
+            logger = self._logger
+        getattr(logger, self._levels[event])(event, **fields)
+
     def _log(self, event: str, fields: dict[str, Any]) -> None:
         """Log an attempt's line, unless django-structlog's receiver logs the same event."""
         if not self._logged_by_django_structlog(event):
-            getattr(self._logger, self._levels[event])(event, **fields)
+            self._write(event, fields)
 
     def _logged_by_django_structlog(self, event: str) -> bool:
         """Return whether django-structlog's Celery support logs ``event`` in this process.
@@ -339,6 +369,14 @@ class StructlogExporter(SignalExporter):
         attempt: _Attempt | None = self._attempts.pop(task_id)
         if attempt is not None:
             reset_contextvars(**attempt[1])
+
+
+def _exception_as_error(_: Any, __: str, event_dict: EventDict) -> EventDict:
+    """Write a line's exception as its ``repr()`` under ``error``, without its traceback."""
+    exc = event_dict.pop("exc_info", None)
+    if exc is not None:
+        event_dict["error"] = repr(exc)
+    return event_dict
 
 
 def _keep_own_keys(*, context: dict[str, Any], **_: Any) -> None:
