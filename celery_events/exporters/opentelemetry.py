@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from functools import cache, partial
+from functools import cache, lru_cache, partial
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from celery import signals as celery_signals
@@ -78,7 +79,10 @@ call's publish is (the instrumentor's or ours)."""
 
 
 class _Publish:
-    """A triggered call between its trigger and the broker taking its message."""
+    """A triggered call between its trigger and the broker taking its message.
+
+    ``metric`` holds the attributes of its sent message's metric point and of its publish's.
+    """
 
     __slots__ = ("call", "headers", "metric", "owned", "span", "start", "task")
 
@@ -86,7 +90,7 @@ class _Publish:
         self,
         task: Task[Any, Any],
         call: _Call,
-        metric: dict[str, AnyValue],
+        metric: tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]],
         headers: MutableMapping[str, Any],
         span: Span | None,
     ) -> None:
@@ -110,7 +114,7 @@ class _Attempt:
         span: Span,
         token: Token[Context] | None,
         carried: Context,
-        metric: dict[str, AnyValue],
+        metric: Mapping[str, AnyValue],
     ) -> None:
         self.span = span
         self.token = token
@@ -122,7 +126,11 @@ class _Attempt:
 
 @cache
 def _broker(app: Celery) -> Mapping[str, AnyValue]:
-    """Return ``server.address`` and ``server.port`` of the broker ``app`` publishes to."""
+    """Return ``server.address`` and ``server.port`` of the broker ``app`` publishes to.
+
+    Read once per app, from its write connection's URL (``broker_write_url`` or ``broker_url``):
+    a call given a connection of its own is reported with its app's broker.
+    """
     with app.connection_for_write() as connection:
         host, port = connection.hostname, connection.port
     server: dict[str, AnyValue] = {}
@@ -131,6 +139,45 @@ def _broker(app: Celery) -> Mapping[str, AnyValue]:
         if port:
             server[semconv.SERVER_PORT] = int(port)
     return server
+
+
+@lru_cache(maxsize=1024)
+def _publish_attributes(
+    app: Celery, task_name: str, operation: AnyValue, queue: str
+) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
+    """Return the metric attributes of a task's sent messages, and of their publish.
+
+    Made once for each task, operation and queue, as calls repeat them.
+    """
+    sent = {
+        semconv.MESSAGING_SYSTEM: semconv.CELERY,
+        semconv.MESSAGING_OPERATION_NAME: operation,
+        semconv.MESSAGING_DESTINATION_NAME: queue,
+        semconv.TASK_NAME: task_name,
+        **_broker(app),
+    }
+    publish = {**sent, semconv.MESSAGING_OPERATION_TYPE: semconv.SEND}
+    return MappingProxyType(sent), MappingProxyType(publish)
+
+
+@lru_cache(maxsize=1024)
+def _attempt_attributes(
+    task_name: str, queue: str | None
+) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
+    """Return the metric attributes of a task's consumed messages, and of their queue wait.
+
+    Made once for each task and queue (None when eager), as attempts repeat them.
+    """
+    wait: dict[str, AnyValue] = {semconv.TASK_NAME: task_name}
+    consumed: dict[str, AnyValue] = {
+        semconv.MESSAGING_SYSTEM: semconv.CELERY,
+        semconv.MESSAGING_OPERATION_NAME: semconv.RUN,
+        semconv.TASK_NAME: task_name,
+    }
+    if queue:
+        consumed[semconv.MESSAGING_DESTINATION_NAME] = queue
+        wait[semconv.MESSAGING_DESTINATION_NAME] = queue
+    return MappingProxyType(consumed), MappingProxyType(wait)
 
 
 class OpenTelemetryExporter(SignalExporter):
@@ -281,15 +328,10 @@ class OpenTelemetryExporter(SignalExporter):
         if call is None:
             return
         attributes = call[3]
-        server = _broker(task.app)
-        attributes.update(server)
-        metric: dict[str, AnyValue] = {
-            semconv.MESSAGING_SYSTEM: semconv.CELERY,
-            semconv.MESSAGING_OPERATION_NAME: attributes[semconv.MESSAGING_OPERATION_NAME],
-            semconv.MESSAGING_DESTINATION_NAME: options["queue"],
-            semconv.TASK_NAME: task.name,
-            **server,
-        }
+        attributes.update(_broker(task.app))
+        metric = _publish_attributes(
+            task.app, task.name, attributes[semconv.MESSAGING_OPERATION_NAME], options["queue"]
+        )
         headers = options["headers"]
         if (
             self._active_instrumentation() is not None
@@ -310,7 +352,7 @@ class OpenTelemetryExporter(SignalExporter):
         A triggered call's span gets the call's attributes; a retry's message gets its call's
         trace context back, so that the next attempt is the call's child, beside the others.
         """
-        if not headers:
+        if not headers or self._active_instrumentation() is None:
             return
         task_id = headers.get("id")
         if self._publishing:
@@ -349,11 +391,9 @@ class OpenTelemetryExporter(SignalExporter):
             return
         if publish.span is None:  # the instrumentor's receivers run after this one
             self._adopt(publish, task_id)
-        self._sent.add(1, publish.metric)
-        self._operation_durations.record(
-            time.perf_counter() - publish.start,
-            {**publish.metric, semconv.MESSAGING_OPERATION_TYPE: semconv.SEND},
-        )
+        sent, operation = publish.metric
+        self._sent.add(1, sent)
+        self._operation_durations.record(time.perf_counter() - publish.start, operation)
         if publish.owned and publish.span is not None:
             publish.span.end()
 
@@ -401,11 +441,10 @@ class OpenTelemetryExporter(SignalExporter):
             call = self._outcome(semconv.FAILED, invocation_id, task_id)
             span = None if call is None else self._start_call_span(call)
         else:  # triggered, then the publish failed
-            failed = {**publish.metric, semconv.ERROR_TYPE: error_type}
-            self._sent.add(1, failed)
+            sent, operation = publish.metric
+            self._sent.add(1, {**sent, semconv.ERROR_TYPE: error_type})
             self._operation_durations.record(
-                time.perf_counter() - publish.start,
-                {**failed, semconv.MESSAGING_OPERATION_TYPE: semconv.SEND},
+                time.perf_counter() - publish.start, {**operation, semconv.ERROR_TYPE: error_type}
             )
             publish.call[3][semconv.INVOCATION_OUTCOME] = semconv.FAILED
             span = publish.span if publish.owned else None
@@ -458,17 +497,10 @@ class OpenTelemetryExporter(SignalExporter):
             semconv.TASK_NAME: task.name,
             semconv.TASK_RETRIES: request.retries,
         }
-        metric: dict[str, AnyValue] = {
-            semconv.MESSAGING_SYSTEM: semconv.CELERY,
-            semconv.MESSAGING_OPERATION_NAME: semconv.RUN,
-            semconv.TASK_NAME: task.name,
-        }
-        wait_attributes: dict[str, AnyValue] = {semconv.TASK_NAME: task.name}
         queue = (request.delivery_info or {}).get("routing_key")
         if queue:  # None when eager: no queue is involved
             attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
-            metric[semconv.MESSAGING_DESTINATION_NAME] = queue
-            wait_attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
+        metric, wait_attributes = _attempt_attributes(task.name, queue)
         wait = queue_wait(request, time.time())
         if wait is not None:
             attributes[semconv.TASK_QUEUE_WAIT] = wait
