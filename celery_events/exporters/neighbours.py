@@ -102,20 +102,20 @@ class CeleryInstrumentation:
         kept = self._utils.retrieve_context(task, task_id, is_publish=publish)
         return None if kept is None else kept[0]
 
-    def runs_before(self, signal: CelerySignal, receiver: object) -> bool:
-        """Return whether ``signal`` calls ``receiver`` before a receiver of the instrumentor.
+    def runs_after(self, signal: CelerySignal, receiver: object) -> bool:
+        """Return whether ``signal`` calls ``receiver``, and after a receiver of the instrumentor.
 
         Args:
             signal: one of Celery's signals.
-            receiver: a receiver connected to it.
+            receiver: a receiver that may be connected to it.
         """
         instrumentor = self._instrumentor
         seen = False
         for connected in connected_receivers(signal):
-            if connected == receiver:
+            if getattr(connected, "__self__", None) is instrumentor:
                 seen = True
-            elif seen and getattr(connected, "__self__", None) is instrumentor:
-                return True
+            elif connected == receiver:
+                return seen
         return False
 
 

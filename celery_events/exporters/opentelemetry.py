@@ -210,6 +210,8 @@ class OpenTelemetryExporter(SignalExporter):
         self._publishing = self.in_flight(max_in_flight)
         self._attempts = self.in_flight(max_in_flight)
         self._instrumentation = celery_instrumentation()
+        self._followed = 0
+        """How many receivers ``before_task_publish`` had when :meth:`_follow` last looked."""
         # Proxies until the application sets its providers, then the real thing: getting them
         # here, once, is right even when the SDK is configured after Django started.
         self._tracer = trace.get_tracer(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
@@ -267,9 +269,13 @@ class OpenTelemetryExporter(SignalExporter):
             celery_signals.task_postrun: self._postrun,
             celery_signals.after_task_publish: self._published,
         }
-        if self._instrumentation is not None:  # its spans are found as the message is published
-            receivers[celery_signals.before_task_publish] = self._publishing_message
         self.receivers = receivers
+
+    def disconnect(self) -> None:
+        """Disconnect every receiver, the one connected beside the instrumentor too."""
+        super().disconnect()
+        celery_signals.before_task_publish.disconnect(self._publishing_message)
+        self._followed = 0
 
     def _active_instrumentation(self) -> CeleryInstrumentation | None:
         """Return the Celery instrumentation when it traces this process now, else None."""
@@ -333,11 +339,13 @@ class OpenTelemetryExporter(SignalExporter):
             task.app, task.name, attributes[semconv.MESSAGING_OPERATION_NAME], options["queue"]
         )
         headers = options["headers"]
+        instrumentation = self._active_instrumentation()
         if (
-            self._active_instrumentation() is not None
+            instrumentation is not None
             and options["is_async"]
             and not task.app.conf.task_always_eager
         ):
+            self._follow(instrumentation)
             self._publishing.add(invocation_id, _Publish(task, call, metric, headers, None))
             return
         span = self._start_call_span(call)
@@ -512,7 +520,7 @@ class OpenTelemetryExporter(SignalExporter):
             if span is not None:  # the instrumentor's attempt span is current: ours is not made
                 span.set_attributes(attributes)
                 self._attempts.add(task_id, _Attempt(span, None, carried, metric))
-                self._publish_retries_after(instrumentation)
+                self._follow(instrumentation)
                 return
         parent = carried
         links: tuple[Link, ...] = ()
@@ -530,18 +538,24 @@ class OpenTelemetryExporter(SignalExporter):
         token = context.attach(trace.set_span_in_context(span, carried))
         self._attempts.add(task_id, _Attempt(span, token, carried, metric))
 
-    def _publish_retries_after(self, instrumentation: CeleryInstrumentation) -> None:
-        """Make Celery call the exporter after the instrumentor when a message is published.
+    def _follow(self, instrumentation: CeleryInstrumentation) -> None:
+        """Have Celery call the exporter after the instrumentor when a message is published.
 
-        The instrumentor writes its publish's trace context into the message; the exporter, run
-        after it, writes the call's context back into a retry's message. Celery calls receivers
-        in the order they were connected, so the exporter's connects again, last, if needed.
+        Connected only beside the instrumentor: any receiver of ``before_task_publish`` costs
+        every publish a dispatch. The instrumentor writes its publish's trace context into the
+        message; the exporter, run after it, finds the instrumentor's span and writes the call's
+        context back into a retry's message. Celery calls receivers in the order they were
+        connected, so the exporter's connects again, last, where it is not after the
+        instrumentor's (looked at again when the receivers change).
         """
         signal = celery_signals.before_task_publish
-        receiver = self.receivers[signal]
-        if instrumentation.runs_before(signal, receiver):
+        if len(signal.receivers) == self._followed:
+            return
+        receiver = self._publishing_message
+        if not instrumentation.runs_after(signal, receiver):
             signal.disconnect(receiver)
             signal.connect(receiver, weak=False)
+        self._followed = len(signal.receivers)
 
     def _retrying(
         self,
