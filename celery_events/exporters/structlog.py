@@ -308,7 +308,7 @@ class StructlogExporter(SignalExporter):
         go through the standard library's ``celery_events`` logger instead, formatted by Celery,
         an exception as ``error`` (its traceback is Celery's to log, with the task's failure).
         """
-        if not structlog.is_configured() and isinstance(sys.stdout, LoggingProxy):
+        if isinstance(sys.stdout, LoggingProxy) and not structlog.is_configured():
             logger = self._celery_logger
         else:
             logger = self._logger
