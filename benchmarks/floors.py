@@ -3,12 +3,14 @@
 An exporter's added cost per ``apply_async`` is measured against the work the library under it
 cannot avoid for the same output: structlog rendering the call's two lines (``invocation_applied``
 and ``invocation_triggered``, with their fields), and the SDK starting a PRODUCER span with the
-call's seven attributes, setting the two the trigger adds, injecting W3C context into a dict and
-ending the span. A floor stands in the harness where a task stands: its ``apply_async`` does the
-floor's work, then a plain Celery task's ``apply_async``. It is measured in the same rounds as
-the contenders, alternating with them, and the floor is its cost less the plain task's: the
-libraries' work as it costs beside a publish (measured alone, in a tight loop of its own, the
-same work takes a half to two thirds as long, its code and data hot in the caches).
+call's nine attributes, setting the two the trigger adds, injecting W3C context into a dict,
+ending the span and recording the two metric points of a sent message (the counter of sent
+messages and the histogram of the publish's duration, with their attributes). A floor stands in
+the harness where a task stands: its ``apply_async`` does the floor's work, then a plain Celery
+task's ``apply_async``. It is measured in the same rounds as the contenders, alternating with
+them, and the floor is its cost less the plain task's: the libraries' work as it costs beside a
+publish (measured alone, in a tight loop of its own, the same work takes a half to two thirds as
+long, its code and data hot in the caches).
 """
 
 from __future__ import annotations
@@ -65,10 +67,26 @@ class StructlogFloor(_Floor):
         self._task.apply_async(args=args)
 
 
+_SENT = {
+    "messaging.system": "celery",
+    "messaging.operation.name": "apply_async",
+    "messaging.destination.name": "celery",
+    "celery_events.task.name": TASK_NAME,
+    "server.address": "localhost",
+    "server.port": 6379,
+}
+
+
 class OpenTelemetryFloor(_Floor):
     """Traces one call as a PRODUCER span through the configured SDK, publishing inside it."""
 
     _tracer = trace.get_tracer("benchmarks.floor")
+
+    def __init__(self, task: Any) -> None:
+        super().__init__(task)
+        meter = metrics.get_meter("benchmarks.floor")
+        self._sent = meter.create_counter("benchmarks.floor.sent", unit="{message}")
+        self._publish = meter.create_histogram("benchmarks.floor.publish", unit="s")
 
     def apply_async(self, args: tuple[Any, ...]) -> None:
         """Start, complete and propagate the span the OpenTelemetry exporter makes; publish."""
@@ -84,6 +102,8 @@ class OpenTelemetryFloor(_Floor):
                 "messaging.message.conversation_id": call_id,
                 "celery_events.task.name": TASK_NAME,
                 "celery_events.invocation.on_commit": False,
+                "server.address": "localhost",
+                "server.port": 6379,
             },
         )
         span.set_attributes(
@@ -91,8 +111,13 @@ class OpenTelemetryFloor(_Floor):
         )
         headers: dict[str, str] = {}
         propagate.inject(headers, context=trace.set_span_in_context(span))
+        start = time.perf_counter()
         self._task.apply_async(args=args, headers=headers)
         span.end()
+        self._sent.add(1, _SENT)
+        self._publish.record(
+            time.perf_counter() - start, {**_SENT, "messaging.operation.type": "send"}
+        )
 
 
 def make_floors(plain_task: Any) -> dict[str, Any]:
@@ -110,15 +135,23 @@ def worker_floor() -> Callable[[], None]:
     """Do, for each attempt of a plain task, what both exporters must do where a task runs.
 
     The SDK extracts the W3C context from the message (a ``traceparent`` put in every message at
-    publish), starts the CONSUMER span with its attributes, attaches its context, records the
-    queue wait and, when the attempt ends, sets its state, ends and detaches it and records its
-    run time; structlog binds the ids, renders the started and succeeded lines, and resets
-    them. Connected to Celery's publish, prerun and postrun signals; returns what disconnects.
+    publish), starts the CONSUMER span with its attributes, attaches its context, counts the
+    consumed message, records the queue wait and, when the attempt ends, sets its state, ends
+    and detaches it and records its run time; structlog binds the ids, renders the started and
+    succeeded lines, and resets them. Connected to Celery's publish, prerun and postrun signals;
+    returns what disconnects.
     """
     tracer = trace.get_tracer("benchmarks.floor")
     meter = metrics.get_meter("benchmarks.floor")
     durations = meter.create_histogram("benchmarks.floor.duration", unit="s")
+    consumed = meter.create_counter("benchmarks.floor.consumed", unit="{message}")
     waits = meter.create_histogram("benchmarks.floor.queue_wait", unit="s")
+    consumed_attributes = {
+        "messaging.system": "celery",
+        "messaging.operation.name": "run",
+        "messaging.destination.name": "celery",
+        "celery_events.task.name": "bench.plain",
+    }
     logger = structlog.get_logger("celery_events")
     attempts: dict[str, tuple[Any, Any, Any, float]] = {}
 
@@ -143,6 +176,7 @@ def worker_floor() -> Callable[[], None]:
             f"run {task.name}", context=carried, kind=SpanKind.CONSUMER, attributes=attributes
         )
         token = context.attach(trace.set_span_in_context(span, carried))
+        consumed.add(1, consumed_attributes)
         waits.record(
             0.001, {"celery_events.task.name": task.name, "messaging.destination.name": "celery"}
         )
@@ -167,8 +201,7 @@ def worker_floor() -> Callable[[], None]:
         span.end()
         context.detach(token)
         durations.record(
-            time.perf_counter() - start,
-            {"celery_events.task.name": task.name, "celery_events.task.state": state},
+            time.perf_counter() - start, {**consumed_attributes, "celery_events.task.state": state}
         )
         logger.info(
             "task_succeeded",

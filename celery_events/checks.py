@@ -3,9 +3,11 @@
 The ids, each documented in docs/configuration.md: ``celery_events.E001`` an unknown setting,
 ``E002`` a refused value, ``E003`` a ``CACHE_NAME`` that names no cache, ``E004`` no Celery app
 loaded when Django starts, ``W001`` a lock store whose Redis evicts keys, ``W002`` a task that
-locks in a cache that processes do not share, ``W003`` a unique task with no stale time limit;
-and whatever the project's ``CELERY_TASK_CHECKER`` reports. ``E005``, the app missing from
-INSTALLED_APPS, is in :mod:`celery_events.installed`, since this module is imported by the app.
+locks in a cache that processes do not share, ``W003`` a unique task with no stale time limit,
+``W004`` the OpenTelemetry exporter beside opentelemetry-instrumentation-celery with another
+shape of trace asked of each; and whatever the project's ``CELERY_TASK_CHECKER`` reports.
+``E005``, the app missing from INSTALLED_APPS, is in :mod:`celery_events.installed`, since this
+module is imported by the app.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 import redis
 from celery import current_app
 from celery.exceptions import CeleryError
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
@@ -29,6 +32,8 @@ from django.utils.module_loading import autodiscover_modules, import_string
 from .commands import command_task_name
 from .config import DEFAULTS, SETTING_PREFIX, settings
 from .exporters import build_exporters
+from .exporters.neighbours import celery_instrumentation
+from .exporters.opentelemetry import OpenTelemetryExporter
 from .locks import LockStoreUnavailableError, RedisLockStore, get_lock_store
 from .options import stale_time_limit
 from .task import DjangoTask
@@ -44,6 +49,7 @@ __all__ = [
     "check_cache_name",
     "check_celery_app_loaded",
     "check_celery_tasks",
+    "check_exporter_beside_instrumentor",
     "check_lock_cache_shared",
     "check_lock_store_eviction",
     "check_setting_names",
@@ -373,6 +379,38 @@ def check_lock_store_eviction(
             ),
             id="celery_events.W001",
         )
+    ]
+
+
+@register()
+def check_exporter_beside_instrumentor(
+    app_configs: Sequence[AppConfig] | None,  # noqa: ARG001 - Django's check signature
+    **kwargs: Any,  # noqa: ARG001
+) -> list[CheckMessage]:
+    """Warn when the exporter and the Celery instrumentor are asked for different trace shapes.
+
+    Beside opentelemetry-instrumentation-celery, the attempts' spans are the instrumentor's,
+    children of the call's span or linked to it as the instrumentor's ``use_span_links`` says:
+    the exporter's ``link_to_producer`` cannot change that.
+    """
+    instrumentation = celery_instrumentation()
+    if instrumentation is None or not instrumentation.active:
+        return []
+    config = apps.get_app_config("celery_events")
+    links = instrumentation.uses_span_links
+    return [
+        Warning(
+            f"the opentelemetry exporter's link_to_producer is {exporter.link_to_producer}, "
+            f"and CeleryInstrumentor traces this process with use_span_links={links}: beside "
+            "the instrumentor, each attempt's span is the instrumentor's, made as it says",
+            hint=(
+                f"Give the exporter link_to_producer={links} (in {SETTING_PREFIX}EXPORTERS), "
+                f"or instrument Celery with use_span_links={exporter.link_to_producer}."
+            ),
+            id="celery_events.W004",
+        )
+        for exporter in getattr(config, "exporters", ())
+        if isinstance(exporter, OpenTelemetryExporter) and exporter.link_to_producer != links
     ]
 
 

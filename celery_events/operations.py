@@ -333,7 +333,7 @@ def held_page(
 ) -> HeldPage:
     """Return one page of the locks and open ignore windows, walked with ``SCAN``.
 
-    See :meth:`RedisLockStore.held_page <celery_events.locks.RedisLockStore.held_page>`.
+    See :meth:`RedisLockStore.held_page <celery_events.locks.index.LockIndex.held_page>`.
 
     Raises:
         OperationError: the lock store's cache cannot list its keys (not Redis), or ``cursor``

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -56,10 +55,9 @@ def fixture_refusing_broker(celery_app):
 
     Publish with ``connection=refusing_broker, retry=False``.
     """
-    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
-        sock.bind(("127.0.0.1", 0))
-        url = f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
-    with celery_app.connection_for_write(url, transport_options={"max_retries": 0}) as connection:
+    with celery_app.connection_for_write(
+        tasks.refusing_broker_url(), transport_options={"max_retries": 0}
+    ) as connection:
         yield connection
 
 
@@ -181,7 +179,7 @@ def fixture_exporters_worker(redis_client, tmp_path_factory) -> Iterator[subproc
         tmp_path_factory.mktemp("exporters-worker") / "worker.log",
         exporter_worker.QUEUE,
         env=exporter_worker.WORKER_ENV,
-        worker_args=exporter_worker.WORKER_ARGS,
+        worker_args=exporter_worker.worker_args(),
     ) as process:
         yield process
 

@@ -1,11 +1,16 @@
 """A worker with both exporters on, whose spans, log lines and metrics the tests read from Redis.
 
-A worker started with :data:`WORKER_ENV` and :data:`WORKER_ARGS` (the ``exporters_worker``
+A worker started with :data:`WORKER_ENV` and :func:`worker_args` (the ``exporters_worker``
 fixture) imports this module. When it starts, it sends its finished spans (as the SDK's JSON)
 and its structlog lines (as JSON, contextvars merged, tracebacks formatted) to Redis lists of
 this session's prefix, where :func:`read_spans` and :func:`read_log_lines` find them; after each
 task, the queue wait histogram's points recorded since the task before go to another, where
 :func:`read_queue_waits` finds them.
+
+With :data:`NEIGHBOUR_ENV_VAR` in its environment, the worker also runs one of the tools users
+run beside the exporters, as they switch it on: ``instrumentor`` opentelemetry-instrumentation-
+celery's ``CeleryInstrumentor``, ``django-structlog`` django-structlog's Celery receivers (what
+its ``DjangoStructLogInitStep`` connects).
 """
 
 from __future__ import annotations
@@ -41,9 +46,22 @@ QUEUE = "exporters"
 EXPORTERS_ENV_VAR = "CELERY_EVENTS_TEST_EXPORTERS"
 WORKER_ENV = {EXPORTERS_ENV_VAR: json.dumps(["structlog", "opentelemetry"])}
 """The environment that switches both exporters on in the worker (tests/settings.py reads it)."""
-WORKER_ARGS = ("-I", __name__, "-n", f"exporters-{settings.KEY_PREFIX.rstrip(':')}@%h")
-"""The worker's command-line arguments: import this module; a node name of this session's own
-(on RabbitMQ, two workers of one name cannot both declare their remote-control queue)."""
+NEIGHBOUR_ENV_VAR = "CELERY_EVENTS_TEST_NEIGHBOUR"
+INSTRUMENTOR = "instrumentor"
+DJANGO_STRUCTLOG = "django-structlog"
+
+
+def worker_args(name: str = "exporters") -> tuple[str, ...]:
+    """Return the worker's command-line arguments: import this module; a node name of its own.
+
+    The name is of this session's own too (on RabbitMQ, two workers of one name cannot both
+    declare their remote-control queue).
+
+    Args:
+        name: what tells this worker from the session's other exporter workers.
+    """
+    return ("-I", __name__, "-n", f"{name}-{settings.KEY_PREFIX.rstrip(':')}@%h")
+
 
 SPANS_KEY = f"{settings.KEY_PREFIX}exporter-spans"
 LOG_KEY = f"{settings.KEY_PREFIX}exporter-log"
@@ -94,6 +112,24 @@ def send_spans_and_log_lines_to_redis(**_: Any) -> None:
             _push_log_line,
         ]
     )
+    _switch_on_neighbour(os.environ.get(NEIGHBOUR_ENV_VAR))
+
+
+_NEIGHBOURS: list[Any] = []
+"""What a neighbour connected, kept: django-structlog connects its receivers weakly."""
+
+
+def _switch_on_neighbour(neighbour: str | None) -> None:
+    if neighbour == INSTRUMENTOR:
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor  # noqa: PLC0415
+
+        CeleryInstrumentor().instrument()
+    elif neighbour == DJANGO_STRUCTLOG:
+        from django_structlog.celery.receivers import CeleryReceiver  # noqa: PLC0415
+
+        receiver = CeleryReceiver()
+        receiver.connect_worker_signals()
+        _NEIGHBOURS.append(receiver)
 
 
 def _push_queue_waits(**_: Any) -> None:
@@ -114,6 +150,12 @@ def read_queue_waits(client: redis.Redis, task_name: str) -> list[dict[str, Any]
     """Return the worker's queue wait points of one task: ``attributes``, ``count``, ``sum``."""
     points = (json.loads(raw) for raw in client.lrange(METRICS_KEY, 0, -1))
     return [point for point in points if point["attributes"].get(TASK_NAME) == task_name]
+
+
+def read_trace(client: redis.Redis, trace_id: str) -> list[dict[str, Any]]:
+    """Return the worker's finished spans of one trace (hex id), as the SDK's JSON, in end order."""
+    spans = (json.loads(raw) for raw in client.lrange(SPANS_KEY, 0, -1))
+    return [span for span in spans if span["context"]["trace_id"] == trace_id]
 
 
 def read_spans(client: redis.Redis, invocation_id: str) -> list[dict[str, Any]]:

@@ -74,7 +74,9 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_EVENTS_TEST_RESULT_BACKEND", REDI
 CELERY_BROKER_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": KEY_PREFIX}
 CELERY_TASK_DEFAULT_QUEUE = "caller-only"  # nothing consumes it; worker tests use "worker"
-CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's default (its own logging, standard output redirected to it) only in the worker of the
+# structlog exporter's test on that logging (tests/test_exporter_structlog.py).
+CELERY_WORKER_HIJACK_ROOT_LOGGER = "CELERY_EVENTS_TEST_CELERY_LOGGING" in os.environ
 # The lease tests' workers (tests/test_lease.py): one without a result backend, where joins work
 # from the lock store alone; one on a Redis broker that delivers a message again while its first
 # delivery runs.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import time
 from datetime import timedelta
 from signal import SIGKILL
@@ -219,6 +220,29 @@ def logs_with_structlog(message: str) -> dict[str, Any]:
     """Log ``message`` through structlog; return the structlog context the task ran in."""
     structlog.get_logger("tests").info(message)
     return structlog.contextvars.get_contextvars()
+
+
+@app.task()
+def calls_flaky_child(queue: str, fail_times: int) -> str:
+    """Log a line, then call ``flaky(fail_times)`` on ``queue``; return the child's task id."""
+    structlog.get_logger("tests").info("calling_child")
+    return str(flaky.apply_async(args=(fail_times,), queue=queue).task_id)
+
+
+def refusing_broker_url() -> str:
+    """Return the URL of a Redis broker on a port nothing listens on: a publish fails at once."""
+    with socket.socket() as sock:  # a port nothing listens on once the socket is closed
+        sock.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{sock.getsockname()[1]}/0"
+
+
+@app.task()
+def triggers_on_a_refusing_broker() -> None:
+    """Call ``caller_plain`` through a broker connection nothing listens on: its trigger fails."""
+    with app.connection_for_write(
+        refusing_broker_url(), transport_options={"max_retries": 0}
+    ) as connection:
+        caller_plain.apply_async(args=(1,), connection=connection, retry=False)
 
 
 @app.task()

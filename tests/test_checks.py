@@ -331,3 +331,37 @@ def test_refused_default_stale_time_limit_is_reported_once_by_the_value_check(ow
     own_app.task(name="own.unique", unique=True)(runs_nothing)
 
     assert [message.id for message in _all_celery_events_messages()] == ["celery_events.E002"]
+
+
+@pytest.fixture(name="celery_instrumented")
+def fixture_celery_instrumented():
+    """opentelemetry-instrumentation-celery tracing the tests' process while the test runs."""
+    instrumentation = pytest.importorskip(
+        "opentelemetry.instrumentation.celery", reason="the Celery instrumentation is not installed"
+    )
+    instrumentor = instrumentation.CeleryInstrumentor()
+    instrumentor.instrument()
+    yield instrumentor
+    instrumentor.uninstrument()
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS={"opentelemetry": {"link_to_producer": True}})
+def test_exporter_linking_beside_an_instrumentor_that_parents_is_reported(celery_instrumented):
+    assert _celery_events_messages() == [
+        Warning(
+            "the opentelemetry exporter's link_to_producer is True, and CeleryInstrumentor "
+            "traces this process with use_span_links=False: beside the instrumentor, each "
+            "attempt's span is the instrumentor's, made as it says",
+            hint=(
+                "Give the exporter link_to_producer=False (in "
+                "DJANGO_CELERY_EXTENSIONS_EXPORTERS), or instrument Celery with "
+                "use_span_links=True."
+            ),
+            id="celery_events.W004",
+        )
+    ]
+
+
+@override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS=["opentelemetry"])
+def test_exporter_beside_an_instrumentor_of_the_same_shape_is_not_reported(celery_instrumented):
+    assert _celery_events_messages() == []

@@ -16,12 +16,15 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import uuid
 import warnings
 import weakref
+from contextlib import contextmanager
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 import structlog
@@ -35,6 +38,8 @@ from celery_events import signals
 from celery_events.config import DEFAULTS, SETTING_PREFIX
 from celery_events.config import settings as ce_settings
 from celery_events.testing import capture_events
+from tests import exporter_worker, tasks
+from tests.conftest import running_worker, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -536,3 +541,119 @@ def test_custom_exporter_example_pages_on_failure(eager, sms_gateway):
             "GatewayBusyError('try again later')"
         )
     ]
+
+
+# docs/exporters.md: the OpenTelemetry SDK set up in each process of a prefork worker.
+
+
+@contextmanager
+def _prefork_worker_with_the_sdk_set_up(log: Path, queue: str, **env: str) -> Iterator[None]:
+    """Run a prefork worker that imports the set-up example, the OpenTelemetry exporter on."""
+    with running_worker(
+        log,
+        queue,
+        env={
+            "PYTHONPATH": os.pathsep.join([str(EXAMPLES), str(ROOT)]),
+            exporter_worker.EXPORTERS_ENV_VAR: json.dumps(["opentelemetry"]),
+            "OTEL_BSP_SCHEDULE_DELAY": "50",  # ms: export spans at once rather than every 5 s
+            "OTEL_METRIC_EXPORT_INTERVAL": "200",  # ms
+            **env,
+        },
+        worker_args=(
+            *("-P", "prefork", "-c", "1", "-I", "opentelemetry_setup"),
+            *("-n", f"{queue}-{uuid.uuid4().hex[:8]}@%h"),
+        ),
+    ):
+        yield
+
+
+@pytest.mark.worker
+def test_opentelemetry_setup_prints_the_spans_of_each_worker_process(tmp_path, redis_client):
+    log = tmp_path / "worker.log"
+    with _prefork_worker_with_the_sdk_set_up(log, "otel-console"):
+        result = tasks.add.apply_async(args=(2, 3), queue="otel-console")
+        assert result.get(timeout=30) == 5
+
+        output = wait_for(
+            lambda: (
+                (text := log.read_text())
+                and f'"messaging.message.id": "{result.task_id}"' in text
+                and text
+            ),
+            "the worker's span of the call, on the console",
+        )
+    assert '"name": "run tests.tasks.add"' in output
+    assert '"service.name": "proj-worker"' in output
+
+
+class _Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector of the test's own: keeps each request's path and body."""
+
+    received: ClassVar[list[tuple[str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *_: Any) -> None:
+        """Keep the test's output quiet."""
+
+
+@pytest.fixture(name="otlp_collector")
+def fixture_otlp_collector() -> Iterator[tuple[str, list[tuple[str, bytes]]]]:
+    """An OTLP/HTTP endpoint on this machine: its URL, and the requests it received."""
+    _Collector.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Collector.received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.worker
+def test_opentelemetry_setup_sends_spans_and_metrics_to_an_otlp_collector(
+    tmp_path, redis_client, otlp_collector
+):
+    trace_service = pytest.importorskip(
+        "opentelemetry.proto.collector.trace.v1.trace_service_pb2",
+        reason="opentelemetry-exporter-otlp-proto-http is not installed",
+    )
+    endpoint, received = otlp_collector
+    with _prefork_worker_with_the_sdk_set_up(
+        tmp_path / "worker.log", "otel-otlp", OTEL_EXPORTER_OTLP_ENDPOINT=endpoint
+    ):
+        result = tasks.add.apply_async(args=(2, 3), queue="otel-otlp")
+        assert result.get(timeout=30) == 5
+
+        def spans_of_the_call():
+            found = []
+            for path, body in list(received):
+                if path != "/v1/traces":
+                    continue
+                request = trace_service.ExportTraceServiceRequest.FromString(body)
+                found.extend(
+                    span.name
+                    for resource in request.resource_spans
+                    for scope in resource.scope_spans
+                    for span in scope.spans
+                    if any(
+                        attribute.value.string_value == result.task_id
+                        for attribute in span.attributes
+                    )
+                )
+            return found
+
+        names = wait_for(spans_of_the_call, "the worker's span of the call, at the collector")
+        wait_for(
+            lambda: any(
+                path == "/v1/metrics" and b"messaging.process.duration" in body
+                for path, body in list(received)
+            ),
+            "the worker's metrics, at the collector",
+        )
+    assert names == ["run tests.tasks.add"]

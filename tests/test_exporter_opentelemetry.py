@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import pytest
 from celery import Task
@@ -40,6 +41,10 @@ AMQP_QUEUE = f"exporters-{settings.KEY_PREFIX.rstrip(':')}"
 
 # Expected spans, as the SDK's JSON shows them.
 
+_BROKER_URL = urlsplit(settings.CELERY_BROKER_URL)
+BROKER = {"server.address": _BROKER_URL.hostname, "server.port": _BROKER_URL.port}
+"""The broker of the tests' Celery app, as a call that publishes reports it."""
+
 
 def _producer(task, result, *, outcome, queue, task_id=None, operation="apply_async", **extra):
     attributes = {
@@ -53,6 +58,8 @@ def _producer(task, result, *, outcome, queue, task_id=None, operation="apply_as
         **extra,
         "celery_events.invocation.outcome": outcome,
     }
+    if outcome == "triggered" or "error.type" in extra:  # it reached the publish
+        attributes.update(BROKER)
     if task_id is not None:
         attributes["messaging.message.id"] = task_id
     return {
@@ -141,6 +148,16 @@ def fixture_exporter():
     """The OpenTelemetry exporter, switched on by the setting for the test."""
     with override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS=["opentelemetry"]):
         yield apps.get_app_config("celery_events").exporters[0]
+
+
+@pytest.fixture(name="lock_store_down")
+def fixture_lock_store_down(settings):
+    """Locks in a Redis that was stopped: a unique call fails before its publish."""
+    with throwaway_redis() as (url, process):
+        use_cache(settings, "stopped", redis_cache(url))
+        process.kill()
+        process.wait()
+        yield
 
 
 class TestCaller:
@@ -285,13 +302,9 @@ class TestCaller:
         }
         assert _summary(producer) == expected
 
-    def test_lock_store_down_is_an_error_producer_span(self, exporter, spans, settings):
-        with throwaway_redis() as (url, process):
-            use_cache(settings, "stopped", redis_cache(url))
-            process.kill()
-            process.wait()
-            with pytest.raises(LockStoreUnavailableError):
-                tasks.caller_unique.apply_async(args=(1,))
+    def test_lock_store_down_is_an_error_producer_span(self, exporter, spans, lock_store_down):
+        with pytest.raises(LockStoreUnavailableError):
+            tasks.caller_unique.apply_async(args=(1,))
 
         (producer,) = _finished(spans)
         assert producer["attributes"]["celery_events.invocation.outcome"] == "failed"
@@ -481,59 +494,117 @@ def _point(task, **attributes):
     return {"celery_events.task.name": task.name, **attributes}
 
 
+def _sent(task, queue, operation="apply_async", **attributes):
+    return {
+        "messaging.system": "celery",
+        "messaging.operation.name": operation,
+        "messaging.destination.name": queue,
+        "celery_events.task.name": task.name,
+        **BROKER,
+        **attributes,
+    }
+
+
+def _processed(task, **attributes):
+    return {
+        "messaging.system": "celery",
+        "messaging.operation.name": "run",
+        "celery_events.task.name": task.name,
+        **attributes,
+    }
+
+
 class TestMetrics:
-    def test_invocations_are_counted_by_task_and_outcome(self, exporter, read_metrics):
+    def test_sent_messages_are_counted_by_task_and_queue(self, exporter, read_metrics):
         tasks.caller_unique.apply_async(args=(3,))
         tasks.caller_unique.apply_async(args=(3,))
         tasks.caller_plain.apply_async(args=(1,))
+        tasks.caller_plain.apply_async(args=(2,))
 
-        assert read_metrics()["celery_events.invocations"] == sorted(
+        assert read_metrics()["messaging.client.sent.messages"] == sorted(
             [
-                (
-                    _point(tasks.caller_plain, **{"celery_events.invocation.outcome": "triggered"}),
-                    1,
-                ),
-                (
-                    _point(
-                        tasks.caller_unique, **{"celery_events.invocation.outcome": "triggered"}
-                    ),
-                    1,
-                ),
-                (_point(tasks.caller_unique, **{"celery_events.invocation.outcome": "unique"}), 1),
+                (_sent(tasks.caller_plain, "caller-only"), 2),
+                (_sent(tasks.caller_unique, "caller-only"), 1),
             ],
             key=repr,
         )
 
-    def test_failed_invocations_are_counted_once(self, exporter, read_metrics, refusing_broker):
+    def test_publish_durations_are_recorded_as_send_operations(self, exporter, read_metrics):
+        tasks.caller_plain.apply_async(args=(1,))
+
+        ((attributes, (count, seconds)),) = read_metrics()["messaging.client.operation.duration"]
+        assert attributes == _sent(
+            tasks.caller_plain, "caller-only", **{"messaging.operation.type": "send"}
+        )
+        assert count == 1
+        assert seconds > 0
+
+    def test_calls_that_publish_nothing_are_counted_by_outcome(self, exporter, read_metrics):
+        tasks.caller_unique.apply_async(args=(3,))
+        tasks.caller_unique.apply_async(args=(3,))
+
+        assert read_metrics()["celery_events.invocations.unpublished"] == [
+            (_point(tasks.caller_unique, **{"celery_events.invocation.outcome": "unique"}), 1),
+        ]
+
+    def test_refused_publish_is_a_sent_message_with_its_error_type(
+        self, exporter, read_metrics, refusing_broker
+    ):
         with pytest.raises(OperationalError):
             tasks.caller_plain.apply_async(args=(1,), connection=refusing_broker, retry=False)
 
-        assert read_metrics()["celery_events.invocations"] == [
-            (_point(tasks.caller_plain, **{"celery_events.invocation.outcome": "failed"}), 1),
+        recorded = read_metrics()
+        error = {"error.type": "kombu.exceptions.OperationalError"}
+        assert recorded["messaging.client.sent.messages"] == [
+            (_sent(tasks.caller_plain, "caller-only", **error), 1)
         ]
+        assert "celery_events.invocations.unpublished" not in recorded
 
-    def test_ignored_invocations_are_counted(self, exporter, eager, read_metrics):
+    def test_lock_store_down_is_an_unpublished_failed_call(
+        self, exporter, read_metrics, lock_store_down
+    ):
+        with pytest.raises(LockStoreUnavailableError):
+            tasks.caller_unique.apply_async(args=(1,))
+
+        recorded = read_metrics()
+        assert recorded["celery_events.invocations.unpublished"] == [
+            (_point(tasks.caller_unique, **{"celery_events.invocation.outcome": "failed"}), 1),
+        ]
+        assert "messaging.client.sent.messages" not in recorded
+
+    def test_ignored_calls_are_counted_as_unpublished(self, exporter, eager, read_metrics):
         tasks.ignored_after_success.apply_async(args=(9,))
         tasks.ignored_after_success.apply_async(args=(9,))
 
         task = tasks.ignored_after_success
-        assert read_metrics()["celery_events.invocations"] == [
+        recorded = read_metrics()
+        assert recorded["celery_events.invocations.unpublished"] == [
             (_point(task, **{"celery_events.invocation.outcome": "ignored"}), 1),
-            (_point(task, **{"celery_events.invocation.outcome": "triggered"}), 1),
         ]
+        assert recorded["messaging.client.sent.messages"] == [(_sent(task, "worker"), 1)]
 
-    def test_attempt_run_times_are_recorded_by_task_and_final_state(
+    def test_attempts_are_consumed_messages_and_process_durations_by_final_state(
         self, exporter, eager, read_metrics
     ):
         tasks.flaky.apply_async(args=(1,))
         tasks.always_fails.apply_async(args=(1,))
 
-        durations = read_metrics()["celery_events.task.duration"]
+        recorded = read_metrics()
+        assert recorded["messaging.client.consumed.messages"] == sorted(
+            [(_processed(tasks.always_fails), 1), (_processed(tasks.flaky), 2)], key=repr
+        )
+        durations = recorded["messaging.process.duration"]
         assert [(attributes, count) for attributes, (count, _) in durations] == sorted(
             [
-                (_point(tasks.flaky, **{"celery_events.task.state": "RETRY"}), 1),
-                (_point(tasks.flaky, **{"celery_events.task.state": "SUCCESS"}), 1),
-                (_point(tasks.always_fails, **{"celery_events.task.state": "FAILURE"}), 1),
+                (_processed(tasks.flaky, **{"celery_events.task.state": "RETRY"}), 1),
+                (_processed(tasks.flaky, **{"celery_events.task.state": "SUCCESS"}), 1),
+                (
+                    _processed(
+                        tasks.always_fails,
+                        **{"celery_events.task.state": "FAILURE", "error.type": "ValueError"},
+                    ),
+                    1,
+                ),
             ],
             key=repr,
         )
@@ -707,7 +778,7 @@ def fixture_amqp_exporters_worker(redis_client, amqp_producer, tmp_path_factory)
         tmp_path_factory.mktemp("amqp-worker") / "worker.log",
         AMQP_QUEUE,
         env={**exporter_worker.WORKER_ENV, "CELERY_EVENTS_TEST_BROKER_URL": AMQP_URL},
-        worker_args=exporter_worker.WORKER_ARGS,
+        worker_args=exporter_worker.worker_args("amqp-exporters"),
         publish_options={"producer": amqp_producer},
     ) as process:
         yield process

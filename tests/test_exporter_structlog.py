@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -14,7 +16,7 @@ from kombu.exceptions import OperationalError
 
 from celery_events.testing import capture_events
 from tests import exporter_worker, tasks
-from tests.conftest import wait_for
+from tests.conftest import running_worker, wait_for
 from tests.matchers import DURATION_MS, ISO_DATETIME, QUEUE_WAIT_MS, Traceback
 
 
@@ -437,3 +439,70 @@ def test_worker_logs_the_wait_of_a_retry_from_its_own_eta(exporters_worker, redi
     first, retry = wait_for(started_lines, "the task_started lines of both attempts")
     assert 1_800_000 <= first["queue_wait_ms"] < 3_600_000
     assert 0 <= retry["queue_wait_ms"] < 60_000
+
+
+DEFAULT_LOGGING_QUEUE = "default-logging"
+
+
+@pytest.fixture(name="default_logging_worker_log", scope="module")
+def fixture_default_logging_worker_log(redis_client, tmp_path_factory):
+    """The output of a real worker on Celery's default logging, structlog not configured.
+
+    Celery's logging handles the root logger and redirects the standard output to it, at
+    WARNING; the structlog exporter is on.
+    """
+    log = tmp_path_factory.mktemp("default-logging") / "worker.log"
+    with running_worker(
+        log,
+        DEFAULT_LOGGING_QUEUE,
+        env={
+            exporter_worker.EXPORTERS_ENV_VAR: json.dumps(["structlog"]),
+            "CELERY_EVENTS_TEST_CELERY_LOGGING": "default",
+        },
+    ):
+        yield log
+
+
+@pytest.mark.worker
+def test_worker_on_celerys_default_logging_writes_each_line_once_at_its_level(
+    default_logging_worker_log,
+):
+    succeeded = tasks.add.apply_async(args=(1, 2), queue=DEFAULT_LOGGING_QUEUE)
+    failed = tasks.triggers_on_a_refusing_broker.apply_async(queue=DEFAULT_LOGGING_QUEUE)
+    assert succeeded.get(timeout=30) == 3
+    with pytest.raises(OperationalError) as refused:
+        failed.get(timeout=30)
+
+    output = wait_for(
+        lambda: (
+            (text := default_logging_worker_log.read_text())
+            and f"[{failed.task_id}] raised unexpected" in text
+            and text
+        ),
+        "the worker's report of the failed task",
+    )
+    lines = output.splitlines()
+
+    def ours(event, task_id):
+        return [line for line in lines if f" {event} " in line and f"={task_id} " in line]
+
+    assert [_level_and_text(line) for line in ours("task_started", succeeded.task_id)] == [
+        ("INFO", "task_started")
+    ]
+    assert [_level_and_text(line) for line in ours("task_succeeded", succeeded.task_id)] == [
+        ("INFO", "task_succeeded")
+    ]
+    (failed_line,) = ours("task_failed", failed.task_id)
+    assert _level_and_text(failed_line) == ("ERROR", "task_failed")
+    assert f'error="OperationalError({str(refused.value)!r})"' in failed_line
+    (invocation_failed,) = [line for line in lines if " invocation_failed " in line]
+    assert _level_and_text(invocation_failed) == ("ERROR", "invocation_failed")
+    # One traceback: Celery's, of the task's failure, which the failed trigger caused.
+    assert lines.count(f"kombu.exceptions.OperationalError: {refused.value}") == 1
+
+
+def _level_and_text(line):
+    """Return a Celery log line's level and the first word of its message (one timestamp)."""
+    match = re.fullmatch(r"\[[0-9-]+ [0-9:,]+: (\w+)/MainProcess\] (\w+) .*", line)
+    assert match is not None, line
+    return match.groups()

@@ -112,7 +112,7 @@ def test_dict_gives_each_exporter_its_options(connected):
     )
 
     assert structlog_exporter._log_args is True
-    assert otel_exporter._link_to_producer is True
+    assert otel_exporter.link_to_producer is True
 
 
 def test_dotted_path_names_an_exporter_class_of_the_project(connected, eager):

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     from celery.utils.dispatch import Signal as CelerySignal
+    from django.dispatch import Signal as DjangoSignal
 
     from celery_events.signals import EventSignal
 
@@ -51,13 +52,15 @@ class SignalExporter:
     """An exporter made of one receiver per signal, kept in ``receivers``.
 
     Subclasses name themselves in ``name`` (the name the setting uses) and fill ``receivers`` in
-    ``__init__``: signals of the bus, and Celery's ``task_postrun`` where an exporter must
-    clean up after an attempt that sent no end event (a task that raised ``Ignore`` or
-    ``Reject``). Receivers are connected strongly: the exporter holds them until it disconnects.
+    ``__init__``: signals of the bus; Celery's ``task_postrun`` where an exporter must clean up
+    after an attempt that sent no end event (a task that raised ``Ignore`` or ``Reject``); and
+    Celery's or a neighbouring tool's signals where an exporter works beside that tool
+    (:mod:`celery_events.exporters.neighbours`). Receivers are connected strongly: the exporter
+    holds them until it disconnects.
     """
 
     name: ClassVar[str]
-    receivers: Mapping[EventSignal | CelerySignal, Callable[..., None]]
+    receivers: Mapping[EventSignal | CelerySignal | DjangoSignal, Callable[..., None]]
 
     def connect(self) -> None:
         """Connect every receiver to its signal."""
@@ -131,6 +134,10 @@ class InFlight(Generic[K, V]):
         if len(entries) > self.maxsize:
             with suppress(KeyError):  # another thread emptied it meanwhile
                 entries.popitem(last=False)
+
+    def get(self, key: K) -> V | None:
+        """Return the value under ``key``, or None when there is none."""
+        return self._entries.get(key)
 
     def pop(self, key: K) -> V | None:
         """Remove and return the value under ``key``, or None when there is none."""

@@ -7,15 +7,25 @@ starts for an eager call; a call that joins or is ignored ends it at once; a cal
 trigger or publish ends it as an error. Each attempt where the task runs is a CONSUMER span
 whose parent is the producer span (or which links to it, with ``link_to_producer``). A retry is a
 span event, a failure an exception with ERROR status, and a caller's wait that times out an ERROR
-span on the caller's trace. Only opentelemetry-api is used: without an SDK configured, nothing is
-recorded. The names are in :mod:`celery_events.exporters.semconv` and ``docs/exporters.md``.
+span on the caller's trace.
+
+Beside opentelemetry-instrumentation-celery, the instrumentor's spans are the spans of every
+message it sees: the exporter writes its attributes on the instrumentor's PRODUCER span of a
+triggered call's publish and on its CONSUMER span of each attempt, and makes its own spans only
+for what the instrumentor cannot see (a call that joins, is ignored or fails before its publish,
+an eager call, a timed-out wait). A retry's message then carries the call's trace context again,
+so that every attempt is a child of the call's span, as without the instrumentor.
+
+Only opentelemetry-api is used: without an SDK configured, nothing is recorded. The names are in
+:mod:`celery_events.exporters.semconv` and ``docs/exporters.md``.
 """
 
 from __future__ import annotations
 
 import time
 from collections import defaultdict
-from functools import partial
+from functools import cache, lru_cache, partial
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from celery import signals as celery_signals
@@ -30,13 +40,14 @@ from celery_events.headers import INVOCATION_ID_HEADER, queue_wait, read_header
 
 from . import semconv
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
+from .neighbours import CeleryInstrumentation, celery_instrumentation
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Mapping, MutableMapping
     from contextvars import Token
     from datetime import datetime
 
-    from celery import Task
+    from celery import Celery, Task
     from celery.app.task import Context as Request
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -60,12 +71,116 @@ class _RequestHeaders(Getter["Request"]):
 _REQUEST_HEADERS = _RequestHeaders()
 
 
-_Attempt: TypeAlias = "tuple[Span, Token[Context], float]"
-"""A running attempt: its span, the token of the context it attached, its start time."""
+_Call: TypeAlias = "tuple[str, int, Context, dict[str, AnyValue]]"
+"""A call between apply and its outcome: its span's name, start (``time.time_ns()``), parent
+context and attributes. The span is started at the outcome, when it is known whose span the
+call's publish is (the instrumentor's or ours)."""
+
+
+class _Publish:
+    """A triggered call between its trigger and the broker taking its message.
+
+    ``metric`` holds the attributes of its sent message's metric point and of its publish's.
+    """
+
+    __slots__ = ("call", "headers", "metric", "owned", "span", "start", "task")
+
+    def __init__(
+        self,
+        task: Task[Any, Any],
+        call: _Call,
+        metric: tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]],
+        headers: MutableMapping[str, Any],
+        span: Span | None,
+    ) -> None:
+        self.task = task
+        self.call = call
+        self.metric = metric
+        self.headers = headers
+        self.span = span
+        self.owned = span is not None
+        """Whether the span is the exporter's own (else the instrumentor's, once found)."""
+        self.start = time.perf_counter()
+
+
+class _Attempt:
+    """A running attempt: its span, whether it is the exporter's own, and what ends it."""
+
+    __slots__ = ("carried", "metric", "span", "start", "token")
+
+    def __init__(
+        self,
+        span: Span,
+        token: Token[Context] | None,
+        carried: Context,
+        metric: Mapping[str, AnyValue],
+    ) -> None:
+        self.span = span
+        self.token = token
+        """The token of the context the exporter attached; None on the instrumentor's span."""
+        self.carried = carried
+        self.metric = metric
+        self.start = time.perf_counter()
+
+
+@cache
+def _broker(app: Celery) -> Mapping[str, AnyValue]:
+    """Return ``server.address`` and ``server.port`` of the broker ``app`` publishes to.
+
+    Read once per app, from its write connection's URL (``broker_write_url`` or ``broker_url``):
+    a call given a connection of its own is reported with its app's broker.
+    """
+    with app.connection_for_write() as connection:
+        host, port = connection.hostname, connection.port
+    server: dict[str, AnyValue] = {}
+    if host:
+        server[semconv.SERVER_ADDRESS] = host
+        if port:
+            server[semconv.SERVER_PORT] = int(port)
+    return server
+
+
+@lru_cache(maxsize=1024)
+def _publish_attributes(
+    app: Celery, task_name: str, operation: AnyValue, queue: str
+) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
+    """Return the metric attributes of a task's sent messages, and of their publish.
+
+    Made once for each task, operation and queue, as calls repeat them.
+    """
+    sent = {
+        semconv.MESSAGING_SYSTEM: semconv.CELERY,
+        semconv.MESSAGING_OPERATION_NAME: operation,
+        semconv.MESSAGING_DESTINATION_NAME: queue,
+        semconv.TASK_NAME: task_name,
+        **_broker(app),
+    }
+    publish = {**sent, semconv.MESSAGING_OPERATION_TYPE: semconv.SEND}
+    return MappingProxyType(sent), MappingProxyType(publish)
+
+
+@lru_cache(maxsize=1024)
+def _attempt_attributes(
+    task_name: str, queue: str | None
+) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
+    """Return the metric attributes of a task's consumed messages, and of their queue wait.
+
+    Made once for each task and queue (None when eager), as attempts repeat them.
+    """
+    wait: dict[str, AnyValue] = {semconv.TASK_NAME: task_name}
+    consumed: dict[str, AnyValue] = {
+        semconv.MESSAGING_SYSTEM: semconv.CELERY,
+        semconv.MESSAGING_OPERATION_NAME: semconv.RUN,
+        semconv.TASK_NAME: task_name,
+    }
+    if queue:
+        consumed[semconv.MESSAGING_DESTINATION_NAME] = queue
+        wait[semconv.MESSAGING_DESTINATION_NAME] = queue
+    return MappingProxyType(consumed), MappingProxyType(wait)
 
 
 class OpenTelemetryExporter(SignalExporter):
-    """Traces every task call and attempt, and counts calls and times attempts.
+    """Traces every task call and attempt, and records the messaging metrics of calls and attempts.
 
     Args:
         link_to_producer: start each attempt's CONSUMER span in a trace of its own, linked to
@@ -89,26 +204,46 @@ class OpenTelemetryExporter(SignalExporter):
             valid=isinstance(link_to_producer, bool),
             expected="a bool",
         )
-        self._link_to_producer = link_to_producer
+        self.link_to_producer = link_to_producer
         self._calls = self.in_flight(max_in_flight)
         self._publishing = self.in_flight(max_in_flight)
         self._attempts = self.in_flight(max_in_flight)
+        self._instrumentation = celery_instrumentation()
+        self._followed = 0
+        """How many receivers ``before_task_publish`` had when :meth:`_follow` last looked."""
         # Proxies until the application sets its providers, then the real thing: getting them
         # here, once, is right even when the SDK is configured after Django started.
         self._tracer = trace.get_tracer(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
         meter = metrics.get_meter(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
-        self._invocations = meter.create_counter(
-            semconv.INVOCATIONS_METRIC,
+        self._sent = meter.create_counter(
+            semconv.SENT_MESSAGES_METRIC,
+            unit="{message}",
+            description="Task messages sent to the broker, by task name and queue.",
+        )
+        self._operation_durations = meter.create_histogram(
+            semconv.OPERATION_DURATION_METRIC,
+            unit="s",
+            description="Time to publish task messages, from trigger until the broker took them.",
+            explicit_bucket_boundaries_advisory=semconv.MESSAGING_DURATION_BUCKETS,
+        )
+        self._consumed = meter.create_counter(
+            semconv.CONSUMED_MESSAGES_METRIC,
+            unit="{message}",
+            description="Task messages delivered to an attempt, by task name and queue.",
+        )
+        self._process_durations = meter.create_histogram(
+            semconv.PROCESS_DURATION_METRIC,
+            unit="s",
+            description="Run time of task attempts, by task name, queue and final state.",
+            explicit_bucket_boundaries_advisory=semconv.MESSAGING_DURATION_BUCKETS,
+        )
+        self._unpublished = meter.create_counter(
+            semconv.UNPUBLISHED_METRIC,
             unit="{invocation}",
             description=(
-                "Task calls, by task name and outcome (triggered, unique, ignored or failed)."
+                "Task calls that sent no message, by task name and outcome (unique, ignored, "
+                "or failed before the publish)."
             ),
-        )
-        self._durations = meter.create_histogram(
-            semconv.TASK_DURATION_METRIC,
-            unit="s",
-            description="Run time of task attempts, by task name and final state.",
-            explicit_bucket_boundaries_advisory=semconv.DURATION_BUCKETS,
         )
         self._queue_waits = meter.create_histogram(
             semconv.QUEUE_WAIT_METRIC,
@@ -119,7 +254,7 @@ class OpenTelemetryExporter(SignalExporter):
             ),
             explicit_bucket_boundaries_advisory=semconv.QUEUE_WAIT_BUCKETS,
         )
-        self.receivers = {
+        receivers: dict[Any, Any] = {
             signals.invocation_apply: self._applied,
             signals.invocation_trigger: self._triggered,
             signals.invocation_unique: partial(self._settled, semconv.UNIQUE),
@@ -133,6 +268,18 @@ class OpenTelemetryExporter(SignalExporter):
             celery_signals.task_postrun: self._postrun,
             celery_signals.after_task_publish: self._published,
         }
+        self.receivers = receivers
+
+    def disconnect(self) -> None:
+        """Disconnect every receiver, the one connected beside the instrumentor too."""
+        super().disconnect()
+        celery_signals.before_task_publish.disconnect(self._publishing_message)
+        self._followed = 0
+
+    def _active_instrumentation(self) -> CeleryInstrumentation | None:
+        """Return the Celery instrumentation when it traces this process now, else None."""
+        instrumentation = self._instrumentation
+        return instrumentation if instrumentation is not None and instrumentation.active else None
 
     # The caller's side: one PRODUCER span per call.
 
@@ -140,37 +287,32 @@ class OpenTelemetryExporter(SignalExporter):
         self, task: Task[Any, Any], *, invocation_id: str, options: Mapping[str, Any], **_: Any
     ) -> None:
         operation = semconv.APPLY_ASYNC if options["is_async"] else semconv.APPLY
-        span = self._tracer.start_span(
-            f"{operation} {task.name}",
-            kind=SpanKind.PRODUCER,
-            attributes={
-                semconv.MESSAGING_SYSTEM: semconv.CELERY,
-                semconv.MESSAGING_OPERATION_TYPE: semconv.SEND,
-                semconv.MESSAGING_OPERATION_NAME: operation,
-                semconv.MESSAGING_DESTINATION_NAME: options["queue"],
-                semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
-                semconv.TASK_NAME: task.name,
-                semconv.INVOCATION_ON_COMMIT: options["is_on_commit"],
-            },
-        )
-        self._calls.add(invocation_id, span)
+        attributes: dict[str, AnyValue] = {
+            semconv.MESSAGING_SYSTEM: semconv.CELERY,
+            semconv.MESSAGING_OPERATION_TYPE: semconv.SEND,
+            semconv.MESSAGING_OPERATION_NAME: operation,
+            semconv.MESSAGING_DESTINATION_NAME: options["queue"],
+            semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
+            semconv.TASK_NAME: task.name,
+            semconv.INVOCATION_ON_COMMIT: options["is_on_commit"],
+        }
+        call = (f"{operation} {task.name}", time.time_ns(), context.get_current(), attributes)
+        self._calls.add(invocation_id, call)
 
-    def _outcome(self, outcome: str, invocation_id: str, task_id: str | None) -> Span | None:
-        """Return the call's span, no longer waiting for an outcome, with its outcome set."""
-        span: Span | None = self._calls.pop(invocation_id)
-        if span is None:
-            return None
-        if task_id is None:
-            span.set_attribute(semconv.INVOCATION_OUTCOME, outcome)
-        else:  # both at once: the span takes its lock once
-            span.set_attributes(
-                {semconv.INVOCATION_OUTCOME: outcome, semconv.MESSAGING_MESSAGE_ID: task_id}
-            )
-        return span
+    def _outcome(self, outcome: str, invocation_id: str, task_id: str | None) -> _Call | None:
+        """Return the call, no longer waiting for an outcome, with its outcome in its attributes."""
+        call: _Call | None = self._calls.pop(invocation_id)
+        if call is not None:
+            attributes = call[3]
+            attributes[semconv.INVOCATION_OUTCOME] = outcome
+            if task_id is not None:
+                attributes[semconv.MESSAGING_MESSAGE_ID] = task_id
+        return call
 
-    def _count(self, task_name: str, outcome: str) -> None:
-        self._invocations.add(
-            1, {semconv.TASK_NAME: task_name, semconv.INVOCATION_OUTCOME: outcome}
+    def _start_call_span(self, call: _Call) -> Span:
+        name, start, parent, attributes = call
+        return self._tracer.start_span(
+            name, context=parent, kind=SpanKind.PRODUCER, attributes=attributes, start_time=start
         )
 
     def _triggered(
@@ -182,11 +324,64 @@ class OpenTelemetryExporter(SignalExporter):
         options: Mapping[str, Any],
         **_: Any,
     ) -> None:
-        """Write the trace context into the message's headers; the span ends once published."""
-        span = self._outcome(semconv.TRIGGERED, invocation_id, task_id)
+        """Write the trace context into the message's headers; the span ends once published.
+
+        Beside the instrumentor, a call it will publish starts no span: the instrumentor's
+        span of the publish gets the call's attributes.
+        """
+        call = self._outcome(semconv.TRIGGERED, invocation_id, task_id)
+        if call is None:
+            return
+        attributes = call[3]
+        attributes.update(_broker(task.app))
+        metric = _publish_attributes(
+            task.app, task.name, attributes[semconv.MESSAGING_OPERATION_NAME], options["queue"]
+        )
+        headers = options["headers"]
+        instrumentation = self._active_instrumentation()
+        if (
+            instrumentation is not None
+            and options["is_async"]
+            and not task.app.conf.task_always_eager
+        ):
+            self._follow(instrumentation)
+            self._publishing.add(invocation_id, _Publish(task, call, metric, headers, None))
+            return
+        span = self._start_call_span(call)
+        propagate.inject(headers, context=trace.set_span_in_context(span))
+        self._publishing.add(invocation_id, _Publish(task, call, metric, headers, span))
+
+    def _publishing_message(
+        self, *, headers: MutableMapping[str, Any] | None = None, **_: Any
+    ) -> None:
+        """Find the instrumentor's span of a message being published (before the broker has it).
+
+        A triggered call's span gets the call's attributes; a retry's message gets its call's
+        trace context back, so that the next attempt is the call's child, beside the others.
+        """
+        if not headers or self._active_instrumentation() is None:
+            return
+        task_id = headers.get("id")
+        if self._publishing:
+            publish = self._publishing.get(headers.get(INVOCATION_ID_HEADER) or task_id)
+            if publish is not None and publish.span is None:
+                self._adopt(publish, task_id)
+        if self._attempts:
+            attempt: _Attempt | None = self._attempts.get(task_id)
+            if attempt is not None and attempt.token is None:  # published inside its attempt
+                propagate.inject(headers, context=attempt.carried)
+
+    def _adopt(self, publish: _Publish, task_id: str | None) -> None:
+        """Give the instrumentor's open span of the call's publish the call's attributes."""
+        instrumentation = self._instrumentation
+        if instrumentation is None or task_id is None:
+            return
+        span = instrumentation.span(publish.task, task_id, publish=True)
         if span is not None:
-            propagate.inject(options["headers"], context=trace.set_span_in_context(span))
-            self._publishing.add(invocation_id, span)
+            span.set_attributes(publish.call[3])
+            # Read back by a timeout's span, which joins the call's trace.
+            propagate.inject(publish.headers, context=trace.set_span_in_context(span))
+            publish.span = span
 
     def _published(
         self, *, sender: str, headers: Mapping[str, Any] | None = None, **_: Any
@@ -195,13 +390,19 @@ class OpenTelemetryExporter(SignalExporter):
         if self._publishing and headers:  # usually empty: a call is between trigger and publish
             # A call's invocation id is its task id unless a header names it.
             invocation_id = headers.get(INVOCATION_ID_HEADER) or headers.get("id")
-            self._end_published(sender, invocation_id)
+            self._end_published(invocation_id, headers.get("id"))
 
-    def _end_published(self, task_name: str, invocation_id: str | None) -> None:
-        span = self._publishing.pop(invocation_id)
-        if span is not None:
-            self._count(task_name, semconv.TRIGGERED)
-            span.end()
+    def _end_published(self, invocation_id: str | None, task_id: str | None) -> None:
+        publish: _Publish | None = self._publishing.pop(invocation_id)
+        if publish is None:
+            return
+        if publish.span is None:  # the instrumentor's receivers run after this one
+            self._adopt(publish, task_id)
+        sent, operation = publish.metric
+        self._sent.add(1, sent)
+        self._operation_durations.record(time.perf_counter() - publish.start, operation)
+        if publish.owned and publish.span is not None:
+            publish.span.end()
 
     def _settled(
         self,
@@ -213,10 +414,13 @@ class OpenTelemetryExporter(SignalExporter):
         options: Mapping[str, Any],
         **_: Any,
     ) -> None:
-        """End the PRODUCER span of a call that joined a running call or was ignored."""
-        self._count(task.name, outcome)
-        span = self._outcome(outcome, invocation_id, task_id)
-        if span is not None:
+        """Make the PRODUCER span of a call that joined a running call or was ignored."""
+        self._unpublished.add(
+            1, {semconv.TASK_NAME: task.name, semconv.INVOCATION_OUTCOME: outcome}
+        )
+        call = self._outcome(outcome, invocation_id, task_id)
+        if call is not None:
+            span = self._start_call_span(call)
             # Read back by a timeout's span, which joins the call's trace.
             propagate.inject(options["headers"], context=trace.set_span_in_context(span))
             span.end()
@@ -230,15 +434,33 @@ class OpenTelemetryExporter(SignalExporter):
         exc: BaseException,
         **_: Any,
     ) -> None:
-        """End the PRODUCER span of a call that could not be triggered or published, in error."""
-        self._count(task.name, semconv.FAILED)
-        span = self._publishing.pop(invocation_id)  # triggered, then the publish failed
-        if span is None:
-            span = self._outcome(semconv.FAILED, invocation_id, task_id)
-        else:
-            span.set_attribute(semconv.INVOCATION_OUTCOME, semconv.FAILED)
+        """End the PRODUCER span of a call that could not be triggered or published, in error.
+
+        Beside the instrumentor, its span of a publish that failed never ends: the exporter
+        makes the call's span.
+        """
+        error_type = _type_name(exc)
+        publish: _Publish | None = self._publishing.pop(invocation_id)
+        if publish is None:  # failed before the publish
+            self._unpublished.add(
+                1, {semconv.TASK_NAME: task.name, semconv.INVOCATION_OUTCOME: semconv.FAILED}
+            )
+            call = self._outcome(semconv.FAILED, invocation_id, task_id)
+            span = None if call is None else self._start_call_span(call)
+        else:  # triggered, then the publish failed
+            sent, operation = publish.metric
+            self._sent.add(1, {**sent, semconv.ERROR_TYPE: error_type})
+            self._operation_durations.record(
+                time.perf_counter() - publish.start, {**operation, semconv.ERROR_TYPE: error_type}
+            )
+            publish.call[3][semconv.INVOCATION_OUTCOME] = semconv.FAILED
+            span = publish.span if publish.owned else None
+            if span is None:
+                span = self._start_call_span(publish.call)
+            else:
+                span.set_attribute(semconv.INVOCATION_OUTCOME, semconv.FAILED)
         if span is not None:
-            _record_error(span, exc)
+            _record_error(span, exc, error_type)
             span.end()
 
     def _timed_out(
@@ -263,22 +485,16 @@ class OpenTelemetryExporter(SignalExporter):
             kind=SpanKind.INTERNAL,
             attributes=attributes,
         )
-        _record_error(span, ex)
+        _record_error(span, ex, _type_name(ex))
         span.end()
 
     # Where the task runs: one CONSUMER span per attempt.
 
     def _started(self, task: Task[Any, Any], *, invocation_id: str, task_id: str, **_: Any) -> None:
         if self._publishing:  # an eager call's attempt starts where it was triggered
-            self._end_published(task.name, invocation_id)
+            self._end_published(invocation_id, None)
         request = task.request
         carried = propagate.extract(request, getter=_REQUEST_HEADERS)
-        parent = carried
-        links: tuple[Link, ...] = ()
-        if self._link_to_producer:
-            producer = trace.get_current_span(carried).get_span_context()
-            parent = trace.set_span_in_context(trace.INVALID_SPAN, carried)
-            links = (Link(producer),) if producer.is_valid else ()
         attributes: dict[str, AnyValue] = {
             semconv.MESSAGING_SYSTEM: semconv.CELERY,
             semconv.MESSAGING_OPERATION_TYPE: semconv.PROCESS,
@@ -288,15 +504,29 @@ class OpenTelemetryExporter(SignalExporter):
             semconv.TASK_NAME: task.name,
             semconv.TASK_RETRIES: request.retries,
         }
-        wait_attributes: dict[str, AnyValue] = {semconv.TASK_NAME: task.name}
         queue = (request.delivery_info or {}).get("routing_key")
         if queue:  # None when eager: no queue is involved
             attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
-            wait_attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
+        metric, wait_attributes = _attempt_attributes(task.name, queue)
         wait = queue_wait(request, time.time())
         if wait is not None:
             attributes[semconv.TASK_QUEUE_WAIT] = wait
             self._queue_waits.record(wait, wait_attributes)
+        self._consumed.add(1, metric)
+        instrumentation = self._active_instrumentation()
+        if instrumentation is not None:
+            span = instrumentation.span(task, task_id, publish=False)
+            if span is not None:  # the instrumentor's attempt span is current: ours is not made
+                span.set_attributes(attributes)
+                self._attempts.add(task_id, _Attempt(span, None, carried, metric))
+                self._follow(instrumentation)
+                return
+        parent = carried
+        links: tuple[Link, ...] = ()
+        if self.link_to_producer:
+            producer = trace.get_current_span(carried).get_span_context()
+            parent = trace.set_span_in_context(trace.INVALID_SPAN, carried)
+            links = (Link(producer),) if producer.is_valid else ()
         span = self._tracer.start_span(
             f"{semconv.RUN} {task.name}",
             context=parent,
@@ -305,7 +535,26 @@ class OpenTelemetryExporter(SignalExporter):
             links=links,
         )
         token = context.attach(trace.set_span_in_context(span, carried))
-        self._attempts.add(task_id, (span, token, time.perf_counter()))
+        self._attempts.add(task_id, _Attempt(span, token, carried, metric))
+
+    def _follow(self, instrumentation: CeleryInstrumentation) -> None:
+        """Have Celery call the exporter after the instrumentor when a message is published.
+
+        Connected only beside the instrumentor: any receiver of ``before_task_publish`` costs
+        every publish a dispatch. The instrumentor writes its publish's trace context into the
+        message; the exporter, run after it, finds the instrumentor's span and writes the call's
+        context back into a retry's message. Celery calls receivers in the order they were
+        connected, so the exporter's connects again, last, where it is not after the
+        instrumentor's (looked at again when the receivers change).
+        """
+        signal = celery_signals.before_task_publish
+        if len(signal.receivers) == self._followed:
+            return
+        receiver = self._publishing_message
+        if not instrumentation.runs_after(signal, receiver):
+            signal.disconnect(receiver)
+            signal.connect(receiver, weak=False)
+        self._followed = len(signal.receivers)
 
     def _retrying(
         self,
@@ -320,43 +569,51 @@ class OpenTelemetryExporter(SignalExporter):
         if exc is not None:
             retry[semconv.EXCEPTION_TYPE] = _type_name(exc)
             retry[semconv.EXCEPTION_MESSAGE] = str(exc)
-        self._end_attempt(task, task_id, states.RETRY, retry=retry)
+        self._end_attempt(task_id, states.RETRY, retry=retry)
 
     def _failed(self, task: Task[Any, Any], *, task_id: str, exc: BaseException, **_: Any) -> None:
-        self._end_attempt(task, task_id, states.FAILURE, exc=exc)
+        self._end_attempt(task_id, states.FAILURE, exc=exc)
 
     def _succeeded(self, task: Task[Any, Any], *, task_id: str, **_: Any) -> None:
-        self._end_attempt(task, task_id, states.SUCCESS)
+        self._end_attempt(task_id, states.SUCCESS)
 
-    def _postrun(self, *, task: Task[Any, Any], task_id: str, state: str | None, **_: Any) -> None:
+    def _postrun(self, *, task_id: str, state: str | None, **_: Any) -> None:
         """End the span of an attempt that sent no end event: it raised Ignore or Reject."""
         if self._attempts:  # usually empty: the attempt's end event already ended its span
-            self._end_attempt(task, task_id, str(state))
+            self._end_attempt(task_id, str(state))
 
     def _end_attempt(
         self,
-        task: Task[Any, Any],
         task_id: str,
         state: str,
         *,
         retry: Attributes = None,
         exc: BaseException | None = None,
     ) -> None:
+        """End an attempt's span and record its run time.
+
+        The instrumentor's span is left to the instrumentor to end, and its failure to record:
+        the exporter adds the state, the retry and the error type.
+        """
         attempt: _Attempt | None = self._attempts.pop(task_id)
         if attempt is None:
             return
-        span, token, start = attempt
+        span = attempt.span
         if retry is not None:
             span.add_event(semconv.RETRY_EVENT, retry)
+        metric = {**attempt.metric, semconv.TASK_STATE: state}
         if exc is not None:
-            _record_error(span, exc)
+            error_type = _type_name(exc)
+            metric[semconv.ERROR_TYPE] = error_type
+            if attempt.token is None:
+                span.set_attribute(semconv.ERROR_TYPE, error_type)
+            else:
+                _record_error(span, exc, error_type)
         span.set_attribute(semconv.TASK_STATE, state)
-        span.end()
-        context.detach(token)
-        self._durations.record(
-            time.perf_counter() - start,
-            {semconv.TASK_NAME: task.name, semconv.TASK_STATE: state},
-        )
+        if attempt.token is not None:
+            span.end()
+            context.detach(attempt.token)
+        self._process_durations.record(time.perf_counter() - attempt.start, metric)
 
 
 def _type_name(exc: BaseException) -> str:
@@ -367,8 +624,7 @@ def _type_name(exc: BaseException) -> str:
     )
 
 
-def _record_error(span: Span, exc: BaseException) -> None:
-    error_type = _type_name(exc)
+def _record_error(span: Span, exc: BaseException, error_type: str) -> None:
     span.record_exception(exc)
     span.set_attribute(semconv.ERROR_TYPE, error_type)
     span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))

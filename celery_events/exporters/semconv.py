@@ -1,9 +1,10 @@
 """The names the OpenTelemetry exporter writes: attribute keys and values, span, event and metrics.
 
-Keys of the OpenTelemetry semantic conventions (messaging conventions 1.27, error and exception
-conventions) are named here once, as the conventions spell them; so are celery-events' own keys,
-under ``celery_events.``. Only opentelemetry-api is a dependency, so the keys are not imported
-from opentelemetry-semantic-conventions.
+Keys and metrics of the OpenTelemetry semantic conventions (:data:`SCHEMA_URL` names the version:
+messaging, server, error and exception conventions) are named here once, as the conventions
+spell them; so are celery-events' own keys and metrics, under ``celery_events.``, for what the
+conventions have no name for. Only opentelemetry-api is a dependency, so the names are not
+imported from opentelemetry-semantic-conventions; a test checks each against its registry.
 """
 
 from __future__ import annotations
@@ -14,23 +15,25 @@ __all__ = [
     "APPLY",
     "APPLY_ASYNC",
     "CELERY",
-    "DURATION_BUCKETS",
+    "CONSUMED_MESSAGES_METRIC",
     "ERROR_TYPE",
     "EXCEPTION_MESSAGE",
     "EXCEPTION_TYPE",
     "FAILED",
     "GET",
     "IGNORED",
-    "INVOCATIONS_METRIC",
     "INVOCATION_ON_COMMIT",
     "INVOCATION_OUTCOME",
     "MESSAGING_DESTINATION_NAME",
+    "MESSAGING_DURATION_BUCKETS",
     "MESSAGING_MESSAGE_CONVERSATION_ID",
     "MESSAGING_MESSAGE_ID",
     "MESSAGING_OPERATION_NAME",
     "MESSAGING_OPERATION_TYPE",
     "MESSAGING_SYSTEM",
+    "OPERATION_DURATION_METRIC",
     "PROCESS",
+    "PROCESS_DURATION_METRIC",
     "QUEUE_WAIT_BUCKETS",
     "QUEUE_WAIT_METRIC",
     "RETRY_ETA",
@@ -39,19 +42,22 @@ __all__ = [
     "SCHEMA_URL",
     "SCOPE",
     "SEND",
-    "TASK_DURATION_METRIC",
+    "SENT_MESSAGES_METRIC",
+    "SERVER_ADDRESS",
+    "SERVER_PORT",
     "TASK_NAME",
     "TASK_QUEUE_WAIT",
     "TASK_RETRIES",
     "TASK_STATE",
     "TRIGGERED",
     "UNIQUE",
+    "UNPUBLISHED_METRIC",
 ]
 
 SCOPE: Final = "celery_events"
 """The instrumentation scope of the tracer and the meter."""
-SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.27.0"
-"""The semantic conventions version the names below follow."""
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.44.0"
+"""The semantic conventions version whose names and values the exporter writes."""
 
 # Semantic conventions: messaging.
 MESSAGING_SYSTEM: Final = "messaging.system"
@@ -60,6 +66,10 @@ MESSAGING_OPERATION_NAME: Final = "messaging.operation.name"
 MESSAGING_DESTINATION_NAME: Final = "messaging.destination.name"
 MESSAGING_MESSAGE_ID: Final = "messaging.message.id"
 MESSAGING_MESSAGE_CONVERSATION_ID: Final = "messaging.message.conversation_id"
+
+# Semantic conventions: the broker, as the publisher knows it.
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
 
 # Semantic conventions: errors and exceptions.
 ERROR_TYPE: Final = "error.type"
@@ -101,17 +111,44 @@ IGNORED: Final = "ignored"
 RETRY_EVENT: Final = "retry"
 """The span event of an attempt that will be retried."""
 
-# Metrics.
-INVOCATIONS_METRIC: Final = "celery_events.invocations"
-"""Counter of task calls, by :data:`TASK_NAME` and :data:`INVOCATION_OUTCOME`."""
-TASK_DURATION_METRIC: Final = "celery_events.task.duration"
-"""Histogram of attempt run times in seconds, by :data:`TASK_NAME` and :data:`TASK_STATE`."""
+# Metrics of the semantic conventions.
+SENT_MESSAGES_METRIC: Final = "messaging.client.sent.messages"
+"""Counter of the messages of triggered calls, by task and queue (``error.type`` when the publish
+failed)."""
+OPERATION_DURATION_METRIC: Final = "messaging.client.operation.duration"
+"""Histogram of the publish of a triggered call, from its trigger until the broker took it."""
+CONSUMED_MESSAGES_METRIC: Final = "messaging.client.consumed.messages"
+"""Counter of the messages delivered to an attempt, by task and queue."""
+PROCESS_DURATION_METRIC: Final = "messaging.process.duration"
+"""Histogram of attempt run times, by task, queue and :data:`TASK_STATE`."""
+MESSAGING_DURATION_BUCKETS: Final = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+)
+"""The bucket boundaries (seconds) the conventions advise for the messaging durations."""
+
+# celery-events' own metrics, where the conventions have none.
+UNPUBLISHED_METRIC: Final = "celery_events.invocations.unpublished"
+"""Counter of the calls that sent no message, by task and :data:`INVOCATION_OUTCOME`: joined a
+call in progress (:data:`UNIQUE`), :data:`IGNORED`, or :data:`FAILED` before the publish."""
 QUEUE_WAIT_METRIC: Final = "celery_events.task.queue_wait"
 """Histogram of :data:`TASK_QUEUE_WAIT`, by :data:`TASK_NAME` and ``messaging.destination.name``.
 
 The messaging semantic conventions have no metric for the time a message waits before it is
 processed, so it is named as celery-events' own."""
-DURATION_BUCKETS: Final = (
+QUEUE_WAIT_BUCKETS: Final = (
     0.005,
     0.01,
     0.025,
@@ -125,7 +162,8 @@ DURATION_BUCKETS: Final = (
     10.0,
     30.0,
     60.0,
+    300.0,
+    900.0,
+    3600.0,
 )
-"""The histogram's bucket boundaries (seconds), given as advice to the SDK."""
-QUEUE_WAIT_BUCKETS: Final = (*DURATION_BUCKETS, 300.0, 900.0, 3600.0)
 """The queue wait histogram's bucket boundaries (seconds): a message may wait an hour."""

@@ -2,7 +2,7 @@
 
 Keys are hashes of a call's arguments, so the name of the task cannot be read from them. When the
 caller names the task, the same script that takes a lock or opens a window also writes an *index
-entry* beside it (:mod:`celery_events.locks.scripts`): a key named
+entry* beside it (in the same script): a key named
 ``celery-events|held|<task>|<kind>|<key>`` (braces of the task's name replaced by parentheses) in
 the same hash slot, holding the task's name, the key's kind and name, its holder's task id and,
 when they are short JSON, the call's arguments, with the same time to live; the script that
@@ -76,7 +76,7 @@ class HeldKey:
 
 @dataclass(frozen=True, slots=True)
 class HeldPage:
-    """One page of :meth:`~celery_events.locks.RedisLockStore.held_page`.
+    """One page of :meth:`~celery_events.locks.index.LockIndex.held_page`.
 
     .. versionadded:: 0.1.0
     """
@@ -115,7 +115,7 @@ def entry_value(
     """Return the JSON of an index entry; with the call's arguments when they are JSON and short.
 
     The entry names the task, the key and the task id the key holds, so that a search of the
-    index (:meth:`RedisLockStore.held_page`) reads only the keys of the entries that match.
+    index (:meth:`LockIndex.held_page`) reads only the keys of the entries that match.
     Arguments that JSON cannot encode (the pickle serializer's objects) or that would make the
     entry longer than :data:`ENTRY_ARGUMENTS_LIMIT` are left out: the entry names the key all
     the same, and the admin shows the call's arguments as unknown.
@@ -145,7 +145,7 @@ def _by_time_left(keys: list[HeldKey]) -> list[HeldKey]:
 
 
 def _searched_text(ref: dict[str, Any]) -> str:
-    """Return what :meth:`RedisLockStore.held_page`'s search looks in, of an index entry."""
+    """Return what :meth:`LockIndex.held_page`'s search looks in, of an index entry."""
     arguments = _encode_entry([ref["args"], ref["kwargs"]]) if "args" in ref else ""
     return f"{ref['task']}\n{ref['key']}\n{ref.get('id', '')}\n{arguments}".casefold()
 

@@ -1,6 +1,6 @@
 """The lock store for a Django cache in Redis: atomic, owner-safe, one round trip per step.
 
-Each step of a call is one script (:mod:`celery_events.locks.scripts`): its trigger (ignore
+Each step of a call is one script (``celery_events.locks.scripts``): its trigger (ignore
 check, then ``SET NX PX`` of the unique lock, or the holder's id); an attempt's start (the lock
 holds its task id, or is taken again when free, or names another holder; and the attempt's
 lease); the renewal of the leases of the bodies a process runs (one pipeline); a retry's step
