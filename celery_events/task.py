@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from celery import Task
 from celery.exceptions import CeleryError, TimeoutError  # noqa: A004 - what Celery raises
 
-from . import caller, retries, signals, worker
+from . import caller, retries, signals, windows, worker
 from . import options as call_options
 from .celery import CeleryQueueEnum
 from .commands import get_django_command_task
@@ -282,7 +282,7 @@ class DjangoTask(TaskHooks, Task):  # type: ignore[type-arg]
         Raises:
             CeleryError: outside a running task, or with no timedelta from the call or task.
         """
-        worker.set_ignore_task(self, self.request, ignore_task_timedelta)
+        windows.set_ignore_task(self, self.request, ignore_task_timedelta)
 
     # Celery's handlers, where the worker-side events are sent.
 

@@ -30,14 +30,12 @@ import logging
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from celery.canvas import Signature
-from celery.exceptions import CeleryError, Ignore, Reject, Retry
+from celery.exceptions import Ignore, Reject, Retry
 
-from . import outcomes, signals, stand_ins
+from . import outcomes, signals, stand_ins, windows
 from .durations import positive_seconds
 from .headers import (
     CARRIED_HEADERS,
-    IGNORE_AFTER_SUCCESS_HEADER,
-    IGNORE_KEY_HEADER,
     LOCK_CHECKS_HEADER,
     STAND_IN_HEADER,
     UNIQUE_KEY_HEADER,
@@ -50,7 +48,6 @@ from .locks.leases import keeper
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from datetime import timedelta
 
     from celery.app.task import Context
 
@@ -60,10 +57,8 @@ if TYPE_CHECKING:
 __all__ = [
     "admit_attempt",
     "hand_over",
-    "ignore_key_of",
     "run_attempt",
     "send_task_event",
-    "set_ignore_task",
     "settle",
     "settle_lost",
     "step_out",
@@ -295,26 +290,6 @@ def step_out(task: CalledTask, request: Context, delay: float) -> None:
         )
 
 
-def ignore_key_of(task: CalledTask, request: Context) -> str:
-    """Return the ignore window's key of the running attempt's call."""
-    ignore_key: str | None = read_header(request, IGNORE_KEY_HEADER)
-    if ignore_key is None:  # published by something other than a CalledTask
-        ignore_key = task._get_ignore_key(request.args, request.kwargs)  # noqa: SLF001 - the task's key seam
-    return ignore_key
-
-
-def _opens_ignore_window(task: CalledTask, request: Context) -> bool:
-    """Return whether the call's success opens its ignore window.
-
-    It does for a task that ignores after success, and for a call that asked to
-    (``ignore_task_after_success=True``). A call's ``False`` only spares it the check: its
-    success still opens the task's window, as with django-celery-extensions.
-    """
-    asked: bool | None = read_header(request, IGNORE_AFTER_SUCCESS_HEADER)
-    ignores = task.ignore_task_after_success or asked is True
-    return ignores and task.ignore_task_timedelta is not None
-
-
 def settle(task: CalledTask, request: Context, ended: outcomes.CallOutcome | None) -> None:
     """End the call: free its lock, leave its outcome, wake its stand-ins, open its window.
 
@@ -337,8 +312,8 @@ def settle(task: CalledTask, request: Context, ended: outcomes.CallOutcome | Non
             # is owner-checked: it frees nothing another call holds.
             unique_key = task._get_unique_key(request.args, request.kwargs)  # noqa: SLF001 - the task's key seam
         ignore_key = ignore_ttl = None
-        if ended is not None and ended.succeeded and _opens_ignore_window(task, request):
-            ignore_key = ignore_key_of(task, request)
+        if ended is not None and ended.succeeded and windows.opens_after_success(task, request):
+            ignore_key = windows.ignore_key_of(task, request)
             ignore_ttl = positive_seconds(
                 task.ignore_task_timedelta, f"ignore_task_timedelta of task {task.name!r}"
             )
@@ -393,44 +368,6 @@ def settle_lost(task: CalledTask, task_id: str, unique_key: object, exc: BaseExc
         outcome_ttl=outcomes.kept_for(task),
     )
     stand_ins.wake(task.app, waiting)
-
-
-def set_ignore_task(
-    task: CalledTask, request: Context, ignore_task_timedelta: timedelta | float | None
-) -> None:
-    """Open the ignore window of the running attempt's call, from its body.
-
-    Args:
-        task: the running task.
-        request: the running attempt's request.
-        ignore_task_timedelta: how long; the task's ``ignore_task_timedelta`` when None.
-
-    Raises:
-        CeleryError: outside a running task, or with no timedelta from the call or task.
-        LockStoreUnavailableError: the lock store's Redis could not be reached.
-    """
-    if request.called_directly:
-        msg = f"set_ignore_task() of task {task.name!r} works only while the task runs"
-        raise CeleryError(msg)
-    how_long = (
-        task.ignore_task_timedelta if ignore_task_timedelta is None else ignore_task_timedelta
-    )
-    if how_long is None:
-        msg = (
-            f"set_ignore_task() of task {task.name!r} needs an ignore_task_timedelta, "
-            "on the task or in the call"
-        )
-        raise CeleryError(msg)
-    get_lock_store().ignore(
-        task_id=str(request.id),
-        ignore_key=ignore_key_of(task, request),
-        ignore_ttl=positive_seconds(
-            how_long, f"ignore_task_timedelta of set_ignore_task() of {task.name!r}"
-        ),
-        unique_key=read_header(request, UNIQUE_KEY_HEADER),
-        task_name=task.name,
-        arguments=(request.args, request.kwargs),
-    )
 
 
 def send_task_event(

@@ -50,6 +50,7 @@ MODULES = [
     "celery_events.task",
     "celery_events.testing",
     "celery_events.typing",
+    "celery_events.windows",
     "celery_events.worker",
 ]
 
