@@ -166,6 +166,7 @@ def _join(task: CalledTask, request: Context, stand_in: dict[str, Any]) -> Stand
                 task_id=holder,
                 waiter=waiter,
                 waiter_ttl=outcomes.kept_for(task),
+                waiter_id=str(request.id),
             )
             if look.outcome is not None:
                 ended = outcomes.decode(task, look.outcome) or _finished(task, holder)

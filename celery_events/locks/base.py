@@ -257,7 +257,13 @@ class LockStore(Protocol):
         ...
 
     def look(
-        self, *, unique_key: str, task_id: str, waiter: bytes | None, waiter_ttl: float
+        self,
+        *,
+        unique_key: str,
+        task_id: str,
+        waiter: bytes | None,
+        waiter_ttl: float,
+        waiter_id: str = "",
     ) -> Look:
         """Look at the call ``task_id`` that a stand-in joined; park the stand-in while it runs.
 
@@ -267,6 +273,7 @@ class LockStore(Protocol):
             waiter: the stand-in, as :meth:`release` is to return it when the call ends; None
                 not to park it (an eager stand-in waits in place).
             waiter_ttl: seconds the parked stand-ins are kept.
+            waiter_id: the stand-in's task id: parked again, it is returned once.
 
         Raises:
             LockStoreUnavailableError: the store's Redis could not be reached.

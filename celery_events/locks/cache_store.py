@@ -167,12 +167,18 @@ class CacheLockStore:
         if outcome is not None:
             cache.set(_beside(OUTCOME_PREFIX, task_id, unique_key), outcome, outcome_ttl)
         waiters_key = _beside(WAITERS_PREFIX, task_id, unique_key)
-        waiting: list[bytes] = cache.get(waiters_key) or []
+        waiting: dict[str, bytes] = cache.get(waiters_key) or {}
         cache.delete(waiters_key)
-        return waiting
+        return list(waiting.values())
 
     def look(
-        self, *, unique_key: str, task_id: str, waiter: bytes | None, waiter_ttl: float
+        self,
+        *,
+        unique_key: str,
+        task_id: str,
+        waiter: bytes | None,
+        waiter_ttl: float,
+        waiter_id: str = "",
     ) -> Look:
         """See :meth:`LockStore.look`; a parked stand-in can be lost to one parked at once."""
         cache = self.cache
@@ -182,7 +188,9 @@ class CacheLockStore:
         holder: str | None = cache.get(unique_key)
         if holder == task_id and waiter is not None:
             waiters_key = _beside(WAITERS_PREFIX, task_id, unique_key)
-            cache.set(waiters_key, [*(cache.get(waiters_key) or []), waiter], waiter_ttl)
+            cache.set(
+                waiters_key, {**(cache.get(waiters_key) or {}), waiter_id: waiter}, waiter_ttl
+            )
         return Look(None, holder)
 
     def complete_once(self, *, unique_key: str, task_id: str, ttl: float) -> bool:

@@ -205,13 +205,19 @@ class RedisLockStore(LockIndex):
             task_id,
             ttl=ignore_ttl,
             entries=self._entries(task_id, unique_key, ignore_key, task_name, arguments),
-            outcome=outcome,
+            payload=outcome,
             kept=outcome_ttl,
         )
         return list(waiting)
 
     def look(
-        self, *, unique_key: str, task_id: str, waiter: bytes | None, waiter_ttl: float
+        self,
+        *,
+        unique_key: str,
+        task_id: str,
+        waiter: bytes | None,
+        waiter_ttl: float,
+        waiter_id: str = "",
     ) -> Look:
         """See :meth:`LockStore.look`; one round trip to Redis."""
         keys = [
@@ -225,6 +231,7 @@ class RedisLockStore(LockIndex):
             keys,
             task_id,
             token=waiter,
+            payload=waiter_id.encode(),
             kept=waiter_ttl,
         )
         state = reply[0]
@@ -364,17 +371,21 @@ class RedisLockStore(LockIndex):
         ttl: float | None = None,
         entries: tuple[str, str] = ("", ""),
         token: str | bytes | None = None,
-        outcome: bytes | None = None,
+        payload: bytes | None = None,
         kept: float | None = None,
     ) -> tuple[str | bytes | int, ...]:
-        """Return the ``ARGV`` of a script (see :mod:`celery_events.locks.scripts`)."""
+        """Return the ``ARGV`` of a script (see ``celery_events.locks.scripts``).
+
+        ``token`` is ``ARGV[6]`` (a lease's token, or a stand-in to park), ``payload``
+        ``ARGV[7]`` (an outcome to leave, or the parked stand-in's task id).
+        """
         return (
             " ".join(role for role, _ in keys),
             self.binding.encode(task_id),
             _milliseconds(ttl),
             *entries,
             token or "",
-            outcome or "",
+            payload or "",
             _milliseconds(kept),
         )
 

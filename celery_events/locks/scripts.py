@@ -8,7 +8,7 @@ Every script takes the keys of one call, all in one Redis Cluster hash slot (the
 - ``window``: the ignore window; its value is the task id that opened it.
 - ``lock_entry``, ``window_entry``: their index entries (``manage.py celery_events list``).
 - ``outcome``: the outcome a call left for whoever joined it (its task id in the key's name).
-- ``waiters``: the stand-ins parked until that call ends (a list).
+- ``waiters``: the stand-ins parked until that call ends (a hash, by stand-in task id).
 - ``done``: the mark of a stand-in's task id that was completed, against a second completion.
 
 The arguments are the same for every script:
@@ -20,7 +20,8 @@ The arguments are the same for every script:
 - ``ARGV[4]``, ``ARGV[5]``: the values of the lock's and the window's index entries.
 - ``ARGV[6]``: the attempt's lease token (``CLAIM``, ``RENEW``, ``STEP_OUT``, ``RELEASE``) or the
   stand-in to park (``CHECK``); ``''`` for none.
-- ``ARGV[7]``: the outcome to leave (``RELEASE``); ``''`` for none.
+- ``ARGV[7]``: the outcome to leave (``RELEASE``), or the task id of the stand-in to park
+  (``CHECK``); ``''`` for none.
 - ``ARGV[8]``: how long an outcome, the waiters or a done mark live, in milliseconds.
 """
 
@@ -174,7 +175,7 @@ if key.outcome and ARGV[7] ~= '' then
     redis.call('SET', key.outcome, ARGV[7], 'PX', ARGV[8])
 end
 if key.waiters then
-    local waiting = redis.call('LRANGE', key.waiters, 0, -1)
+    local waiting = redis.call('HVALS', key.waiters)
     redis.call('DEL', key.waiters)
     return waiting
 end
@@ -183,8 +184,9 @@ return {}
 )
 
 #: A stand-in's look at the call it joined (ARGV[2]): {1, outcome} when it ended and left one;
-#: {2} while the lock holds it (the stand-in ARGV[6], if any, is parked among its waiters);
-#: {3, holder} when another call holds the lock; {0} when the lock is free and no outcome left.
+#: {2} while the lock holds it (the stand-in ARGV[6], if any, is parked among its waiters, under
+#: its task id ARGV[7]: parked again, it is there once); {3, holder} when another call holds the
+#: lock; {0} when the lock is free and no outcome left.
 CHECK: Final = (
     _PRELUDE
     + """
@@ -195,7 +197,7 @@ end
 local holder = redis.call('GET', key.lock)
 if holder == ARGV[2] then
     if ARGV[6] ~= '' then
-        redis.call('RPUSH', key.waiters, ARGV[6])
+        redis.call('HSET', key.waiters, ARGV[7], ARGV[6])
         redis.call('PEXPIRE', key.waiters, ARGV[8])
     end
     return {2}
