@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import pickle
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -62,3 +64,18 @@ def throwaway_redis() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     finally:
         process.kill()
         process.wait()
+
+
+class _Touch:
+    """Unpickled, it creates the file ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.touch, (self.path,))
+
+
+def planted_pickle(path: Path) -> bytes:
+    """Return a pickle that creates the file ``path`` when unpickled: a value planted in Redis."""
+    return pickle.dumps(_Touch(path))

@@ -21,7 +21,14 @@ from django.core.cache import InvalidCacheBackendError, caches
 
 from celery_events.config import SETTING_PREFIX, settings
 
-from .base import Admission, Claim, LockStore, LockStoreUnavailableError, Outcome
+from .base import (
+    Admission,
+    Claim,
+    LockStore,
+    LockStoreUnavailableError,
+    Outcome,
+    UnreadableLockError,
+)
 from .cache_store import CacheLockStore, LockContentionError
 from .redis_cache import redis_binding
 from .redis_store import RedisLockStore
@@ -38,6 +45,7 @@ __all__ = [
     "LockStoreUnavailableError",
     "Outcome",
     "RedisLockStore",
+    "UnreadableLockError",
     "get_lock_store",
 ]
 

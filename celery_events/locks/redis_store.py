@@ -22,6 +22,9 @@ key's Redis name, with the same time to live; the script that releases the lock 
 ``manage.py celery_events list`` finds the entries with ``SCAN`` (:meth:`RedisLockStore.held`).
 An entry never outlives its key's time to live, so the index needs no pruning; an entry whose key
 went first (deleted by django-celery-extensions) is skipped.
+
+A key's value is read back as data: the text the cache's serializer wrote (:meth:`RedisBinding.text
+<celery_events.locks.redis_cache.RedisBinding.text>`), never unpickled.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
 
 from redis.cluster import RedisCluster
 
-from .base import Admission, Claim, Outcome
+from .base import Admission, Claim, Outcome, UnreadableLockError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -377,7 +380,7 @@ class RedisLockStore:
         if outcome is Outcome.TRIGGER:
             return Admission(outcome, task_id)
         if outcome is Outcome.UNIQUE:
-            return Admission(outcome, str(self.binding.decode(reply[1])))
+            return Admission(outcome, self._task_id(reply[1], unique_key))
         return Admission(outcome, None)
 
     def claim(
@@ -402,7 +405,7 @@ class RedisLockStore:
             arguments=arguments,
         )
         if reply[0] == 2:  # noqa: PLR2004 - the script's "held by another" reply
-            return Claim(str(self.binding.decode(reply[1])), taken=False)
+            return Claim(self._task_id(reply[1], unique_key), taken=False)
         return Claim(task_id, taken=reply[0] == 0)
 
     def release(
@@ -452,12 +455,33 @@ class RedisLockStore:
         )
 
     def holder(self, unique_key: str) -> str | None:
-        """See :meth:`LockStore.holder`; one ``GET``."""
+        """See :meth:`LockStore.holder`; one ``GET``.
+
+        Raises:
+            UnreadableLockError: the lock holds a value that is not a task id.
+        """
         binding = self.binding
         with binding.guard(f"read the holder of unique key {unique_key!r}"):
             value = binding.client.get(binding.key(unique_key))
         # The cache's client answers bytes (decode_responses stays off for a cache).
-        return None if value is None else str(binding.decode(cast("bytes", value)))
+        return None if value is None else self._task_id(cast("bytes", value), unique_key)
+
+    def _task_id(self, value: bytes, key: str | None) -> str:
+        """Return the task id that ``value``, read from ``key``, holds.
+
+        Raises:
+            UnreadableLockError: ``value`` is not the cache's encoding of a text.
+        """
+        task_id = self.binding.text(value)
+        if task_id is None:
+            msg = (
+                f"key {key!r} of cache {self.binding.cache_name!r} holds {len(value)} bytes that "
+                "are not a task id written by the cache's serializer, so something other than "
+                "celery-events or django-celery-extensions wrote them; they are not "
+                "deserialized: look at them and delete the key"
+            )
+            raise UnreadableLockError(msg)
+        return task_id
 
     def peek(self, keys: Sequence[tuple[str, str | None]]) -> list[tuple[str | None, float | None]]:
         """Return the value (a task id) and the seconds left of each key; one round trip.
@@ -469,6 +493,9 @@ class RedisLockStore:
             ``(None, None)`` for a key that does not exist; a seconds left of None for a key
             that never expires.
 
+        Raises:
+            UnreadableLockError: a key holds a value that is not a task id.
+
         .. versionadded:: 0.1.0
         """
         binding = self.binding
@@ -479,13 +506,10 @@ class RedisLockStore:
                 pipe.get(redis_key)
                 pipe.pttl(redis_key)
             replies = pipe.execute()
-        found: list[tuple[str | None, float | None]] = []
-        for value, pttl in zip(replies[::2], replies[1::2], strict=True):
-            if value is None:
-                found.append((None, None))
-            else:
-                found.append((str(binding.decode(value)), _seconds_left(pttl)))
-        return found
+        return [
+            (None, None) if value is None else (self._task_id(value, key), _seconds_left(pttl))
+            for (key, _), value, pttl in zip(keys, replies[::2], replies[1::2], strict=True)
+        ]
 
     def held(self, task_name: str | None = None) -> list[HeldKey]:
         """Return the locks and ignore windows that have an index entry, soonest to expire first.
