@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis
 from django.conf import settings as django_settings
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
@@ -27,7 +28,12 @@ from celery_events.locks import get_lock_store
 from celery_events.locks.redis_store import ENTRY_ARGUMENTS_LIMIT
 from tests import tasks
 from tests.conftest import wait_for
-from tests.lock_helpers import DJANGO_REDIS_PACKAGE_CACHE, redis_cache, use_cache
+from tests.lock_helpers import (
+    DJANGO_REDIS_PACKAGE_CACHE,
+    redis_cache,
+    throwaway_redis,
+    use_cache,
+)
 from tests.redis_monitor import monitored
 from tests.redis_topologies import CLUSTER_BACKEND
 from tests.services import _free_port
@@ -550,3 +556,26 @@ def test_release_with_redis_down_says_nothing_was_released(settings, releaser):
     assert done.status_code == 200
     assert "Nothing was released: cache 'down' could not release" in text(done)
     assert LogEntry.objects.count() == 0
+
+
+# The connection to Redis
+
+
+@pytest.mark.django_db(transaction=True)  # the threads' own connections see the user committed
+def test_requests_in_threads_of_their_own_share_the_lock_stores_connections(settings, viewer):
+    # As under runserver, which starts a thread per request: Django gives each thread a cache
+    # object of its own, whose client would open a connection pool, and a connection, of its own.
+    with throwaway_redis() as (url, _):
+        use_cache(settings, "own", redis_cache(url))
+        call(1)
+        counter = redis.Redis.from_url(url)
+        before = counter.info("stats")["total_connections_received"]
+
+        for _ in range(5):
+            thread = threading.Thread(target=lambda: (viewer.get(LIST_URL), connection.close()))
+            thread.start()
+            thread.join()
+
+        opened = counter.info("stats")["total_connections_received"] - before
+        counter.close()
+    assert opened <= 1  # the pool's one more, at most; not one per request
