@@ -158,7 +158,7 @@ def test_list_shows_locks_and_windows_sorted_by_time_left():
     assert "holder-1" in text.splitlines()[1]
 
 
-def test_list_json_shows_the_arguments_of_a_real_call():
+def test_list_json_shows_the_arguments_of_a_real_call(keep_arguments):
     task_id = str(
         tasks.ops_unique_ignored.apply_async(
             args=(5,), kwargs={"label": "x"}, queue="caller-only"

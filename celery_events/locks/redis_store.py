@@ -16,27 +16,40 @@ django-celery-extensions and of this library exclude each other during a rolling
 
 Keys are hashes of a call's arguments, so the name of the task cannot be read from them. When the
 caller names the task (``task_name``), the same script that takes a lock or opens a window also
-writes an *index entry* beside it: a key named ``celery-events|held|<task>|<kind>|<key>`` (braces
-of the task's name replaced by parentheses) in the same hash slot, holding the task's name and the
-key's Redis name, with the same time to live; the script that releases the lock deletes it.
+writes an *index entry* beside it (``celery_events.locks.index``): a key named
+``celery-events|held|<task>|<kind>|<key>`` (braces of the task's name replaced by parentheses) in
+the same hash slot, with the same time to live; the script that releases the lock deletes it.
 ``manage.py celery_events list`` finds the entries with ``SCAN`` (:meth:`RedisLockStore.held`).
 An entry never outlives its key's time to live, so the index needs no pruning; an entry whose key
 went first (deleted by django-celery-extensions) is skipped.
 
-A key's value is read back as data: the text the cache's serializer wrote (:meth:`RedisBinding.text
-<celery_events.locks.redis_cache.RedisBinding.text>`), never unpickled.
+What is read back from Redis is read as data: a key's value as the text the cache's serializer
+wrote (:meth:`RedisBinding.text <celery_events.locks.redis_cache.RedisBinding.text>`, never
+unpickled), an index entry only once its signature and fields are checked. An entry that fails
+is reported as a :class:`BadEntry`, never shown as a held key nor released.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from redis.cluster import RedisCluster
 
 from .base import Admission, Claim, Outcome, UnreadableLockError
+from .index import (
+    INDEX_PREFIX,
+    Entry,
+    KeyKind,
+    entry_key_prefix,
+    entry_value,
+    read_entry,
+    searched_text,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -47,22 +60,16 @@ if TYPE_CHECKING:
     from .redis_cache import RedisBinding, RedisClient
 
 __all__ = [
-    "ENTRY_ARGUMENTS_LIMIT",
-    "INDEX_PREFIX",
+    "BadEntry",
     "HeldKey",
     "HeldPage",
     "KeyKind",
     "RedisLockStore",
 ]
 
-#: The cache-key prefix of the index entries (see the module's docstring).
-INDEX_PREFIX: Final = "celery-events|held"
-
-#: The longest index entry (in characters of JSON) that keeps the call's arguments.
-ENTRY_ARGUMENTS_LIMIT: Final = 2048
-
-KeyKind: TypeAlias = Literal["unique", "ignore"]
-"""What a key of a call is: its unique lock, or its ignore window."""
+#: A ``SCAN`` cursor: a whole number that Redis keeps in 64 bits.
+_SCAN_CURSOR: Final = re.compile(r"[0-9]{1,20}")
+_SCAN_CURSOR_MAX: Final = 2**64 - 1
 
 # The scripts take a call's keys and arguments alike.
 # KEYS: the unique lock if ARGV[1] is "1", then the ignore window if ARGV[2] is "1", then, if
@@ -167,9 +174,6 @@ return 0
 
 _ADMITTED: Final = {0: Outcome.IGNORED, 1: Outcome.TRIGGER, 2: Outcome.UNIQUE}
 
-#: Index entries are written on every trigger: compact JSON, by an encoder made once.
-_encode_entry: Final = json.JSONEncoder(separators=(",", ":")).encode
-
 
 def _milliseconds(seconds: float | None) -> int:
     """Return a time to live for ``PX`` (at least 1 ms), or 0 for a key that never expires."""
@@ -197,11 +201,30 @@ class HeldKey:
     """The call's positional arguments, when its index entry has them (JSON, short)."""
     kwargs: dict[str, Any] | None = None
     """The call's keyword arguments, when its index entry has them."""
+    shape: str | None = None
+    """The call's shape, ``(int, label=str)``: its arguments' types without their values, when
+    its index entry has them or its arguments (see ``celery_events.locks.index``).
+
+    .. versionadded:: 0.2.0
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class BadEntry:
+    """An index entry that cannot be taken for one the store wrote: shown, never acted on.
+
+    .. versionadded:: 0.2.0
+    """
+
+    entry: str
+    """The entry's Redis key."""
+    problem: str
+    """What is wrong with it: unsigned, not JSON, a missing field, a key that holds no task id..."""
 
 
 @dataclass(frozen=True, slots=True)
 class HeldPage:
-    """One page of :meth:`~celery_events.locks.RedisLockStore.held_page`.
+    """One page of :meth:`~celery_events.locks.RedisLockStore.held_page`, or all of ``held``.
 
     .. versionadded:: 0.1.0
     """
@@ -210,6 +233,11 @@ class HeldPage:
     """The held keys found, soonest to expire first."""
     cursor: str | None
     """Where the next page starts (pass it back), or None when the keyspace has been walked."""
+    bad: list[BadEntry] = dataclasses.field(default_factory=list)
+    """The index entries found that are not the store's, or whose key holds no task id.
+
+    .. versionadded:: 0.2.0
+    """
 
 
 def _glob_escape(text: str) -> str:
@@ -217,62 +245,8 @@ def _glob_escape(text: str) -> str:
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
 
 
-def _entry_key_prefix(task_name: str) -> str:
-    """Return the cache-key prefix of the index entries of task ``task_name``.
-
-    Braces of the name become parentheses: Redis Cluster would hash a ``{...}`` of the name
-    instead of the hash tag that puts an entry in its key's slot. Writing an entry and listing
-    them both name it here, so that ``list --task`` finds the entries of ``reports.{daily}``.
-    Names that differ only there share a prefix; :meth:`RedisLockStore.held` therefore keeps
-    only the entries that hold the name asked for.
-    """
-    return f"{INDEX_PREFIX}|{task_name.replace('{', '(').replace('}', ')')}|"
-
-
-def _entry_value(
-    task_name: str,
-    kind: KeyKind,
-    key: str,
-    beside: str | None,
-    task_id: str,
-    arguments: CallArguments | None,
-) -> str:
-    """Return the JSON of an index entry; with the call's arguments when they are JSON and short.
-
-    The entry names the task, the key and the task id the key holds, so that a search of the
-    index (:meth:`RedisLockStore.held_page`) reads only the keys of the entries that match.
-    Arguments that JSON cannot encode (the pickle serializer's objects) or that would make the
-    entry longer than :data:`ENTRY_ARGUMENTS_LIMIT` are left out: the entry names the key all
-    the same, and the admin shows the call's arguments as unknown.
-    """
-    entry: dict[str, Any] = {
-        "task": task_name,
-        "kind": kind,
-        "key": key,
-        "beside": beside,
-        "id": task_id,
-    }
-    if arguments is not None:
-        args, kwargs = arguments
-        try:
-            # None for none (as Celery hands them) is written as empty ones, as explain takes them.
-            with_arguments = _encode_entry({**entry, "args": args or (), "kwargs": kwargs or {}})
-        except (TypeError, ValueError):  # not JSON; a circular structure is a ValueError
-            pass
-        else:
-            if len(with_arguments) <= ENTRY_ARGUMENTS_LIMIT:
-                return with_arguments
-    return _encode_entry(entry)
-
-
 def _by_time_left(keys: list[HeldKey]) -> list[HeldKey]:
     return sorted(keys, key=lambda key: (key.ttl is None, key.ttl or 0, key.task_name))
-
-
-def _searched_text(ref: dict[str, Any]) -> str:
-    """Return what :meth:`RedisLockStore.held_page`'s search looks in, of an index entry."""
-    arguments = _encode_entry([ref["args"], ref["kwargs"]]) if "args" in ref else ""
-    return f"{ref['task']}\n{ref['key']}\n{ref.get('id', '')}\n{arguments}".casefold()
 
 
 def _scan_step(
@@ -284,19 +258,28 @@ def _scan_step(
     per primary, so its text is the JSON of the primaries' names and cursors not yet done.
 
     Raises:
-        ValueError: ``cursor`` is not a cursor this function returned for ``client``.
+        ValueError: ``cursor`` is not a cursor this function returned for ``client``; the
+            message says what a cursor is, to follow "cursor '...' is".
     """
     if isinstance(client, RedisCluster):
         return _scan_cluster_step(client, cursor, pattern, count)
-    try:
-        position = 0 if cursor is None else int(cursor)
-    except ValueError:
-        position = -1
-    if position < 0:
-        msg = f"cursor {cursor!r} is not a SCAN cursor (a whole number, 0 or more)"
+    position = 0 if cursor is None else _position(cursor)
+    if position is None:
+        msg = f"not a SCAN cursor (a whole number from 0 to {_SCAN_CURSOR_MAX})"
         raise ValueError(msg)
     position, keys = client.scan(cursor=position, match=pattern, count=count)
     return (str(position) if position else None), keys
+
+
+def _position(cursor: object) -> int | None:
+    """Return a ``SCAN`` cursor's position, or None when it is not one Redis takes."""
+    if isinstance(cursor, int) and not isinstance(cursor, bool):
+        position = cursor
+    elif isinstance(cursor, str) and _SCAN_CURSOR.fullmatch(cursor):
+        position = int(cursor)
+    else:
+        return None
+    return position if 0 <= position <= _SCAN_CURSOR_MAX else None
 
 
 def _scan_cluster_step(
@@ -312,14 +295,19 @@ def _scan_cluster_step(
     else:
         try:
             positions = json.loads(cursor)
+        except (ValueError, RecursionError):
+            positions = None
+        nodes = {}
+        if isinstance(positions, dict) and all(
+            isinstance(name, str) and _position(position) is not None
+            for name, position in positions.items()
+        ):
             nodes = {
                 name: client.get_node(node_name=name)  # type: ignore[no-untyped-call]
                 for name in positions
             }
-        except (ValueError, TypeError, AttributeError):
-            nodes = {}
         if not nodes or None in nodes.values():
-            msg = f"cursor {cursor!r} is not a SCAN cursor of this Redis Cluster's primaries"
+            msg = "not a SCAN cursor of this Redis Cluster's primaries"
             raise ValueError(msg)
         for name, node in nodes.items():
             step, found = scan(
@@ -333,6 +321,16 @@ def _scan_cluster_step(
 
 def _seconds_left(pttl: int) -> float | None:
     return None if pttl < 0 else pttl / 1000
+
+
+def _text(value: bytes | str) -> str:
+    """Return a Redis key or value as text; bytes that are not UTF-8 as replacement characters."""
+    return value if isinstance(value, str) else value.decode(errors="replace")
+
+
+def _slot_of(entry: Entry) -> tuple[str, KeyKind, str, str]:
+    """Return what names ``entry``'s Redis key: task, kind, key, and the key of its hash slot."""
+    return entry.task_name, entry.kind, entry.key, entry.beside or entry.key
 
 
 class RedisLockStore:
@@ -498,7 +496,18 @@ class RedisLockStore:
 
         .. versionadded:: 0.1.0
         """
+        return [
+            (None if value is None else self._task_id(value, key), ttl)
+            for (key, _), (value, ttl) in zip(keys, self._read(keys), strict=True)
+        ]
+
+    def _read(
+        self, keys: Sequence[tuple[str, str | None]]
+    ) -> list[tuple[bytes | None, float | None]]:
+        """Return the raw value and the seconds left of each ``(key, beside)``; one round trip."""
         binding = self.binding
+        if not keys:
+            return []
         with binding.guard(f"read keys {[key for key, _ in keys]!r}"):
             pipe = binding.client.pipeline(transaction=False)
             for key, beside in keys:
@@ -507,27 +516,35 @@ class RedisLockStore:
                 pipe.pttl(redis_key)
             replies = pipe.execute()
         return [
-            (None, None) if value is None else (self._task_id(value, key), _seconds_left(pttl))
-            for (key, _), value, pttl in zip(keys, replies[::2], replies[1::2], strict=True)
+            (None, None) if value is None else (value, _seconds_left(pttl))
+            for value, pttl in zip(replies[::2], replies[1::2], strict=True)
         ]
 
-    def held(self, task_name: str | None = None) -> list[HeldKey]:
+    def held(self, task_name: str | None = None) -> HeldPage:
         """Return the locks and ignore windows that have an index entry, soonest to expire first.
 
         Iterates the keyspace with ``SCAN MATCH`` (never ``KEYS``), so Redis serves other
         clients between the calls; then reads the entries, and the keys they name, with one
-        pipeline each. Keys taken without a task name (django-celery-extensions) have no entry.
+        ``MGET`` and one pipeline per step. Keys taken without a task name
+        (django-celery-extensions) have no entry.
 
         Args:
             task_name: only this task's keys; all tasks' by default.
 
+        Returns:
+            Every held key and every bad entry found; the cursor is None.
+
         .. versionadded:: 0.1.0
+        .. versionchanged:: 0.2.0
+            Returns a :class:`~celery_events.operations.HeldPage` with the bad entries, not a
+            list.
         """
         binding = self.binding
         pattern = self._entries_pattern(task_name, None)
         with binding.guard(f"list the keys of {task_name or 'every task'!r}"):
             entries = list(binding.client.scan_iter(match=pattern, count=self.SCAN_COUNT))
-            return _by_time_left(self._read_entries(entries, task_name, None))
+            keys, bad = self._read_entries(entries, task_name, None)
+        return HeldPage(_by_time_left(keys), None, bad)
 
     def held_page(
         self,
@@ -536,6 +553,7 @@ class RedisLockStore:
         task_name: str | None = None,
         kind: KeyKind | None = None,
         search: str | None = None,
+        search_arguments: bool = True,
         size: int = 100,
     ) -> HeldPage:
         """Return one page of the locks and ignore windows that have an index entry.
@@ -550,8 +568,9 @@ class RedisLockStore:
             cursor: where to go on, as the previous page's ``HeldPage.cursor``; None starts.
             task_name: only this task's keys.
             kind: only unique locks, or only ignore windows.
-            search: only keys whose task name, key, holder's task id or arguments contain it
-                (case-insensitive).
+            search: only keys whose task name, key, holder's task id, shape or arguments
+                contain it (case-insensitive); bad entries are left out of a search.
+            search_arguments: whether the search looks in the arguments too.
             size: how many keys the page aims at.
 
         Raises:
@@ -564,20 +583,52 @@ class RedisLockStore:
         pattern = self._entries_pattern(task_name, kind)
         needle = search.casefold() if search else None
         found: list[HeldKey] = []
+        bad: list[BadEntry] = []
         count, scanned = size, 0
         with binding.guard(f"list the keys of {task_name or 'every task'!r}"):
             while True:
                 cursor, entries = _scan_step(binding.client, cursor, pattern, count)
                 scanned += count
-                found += self._read_entries(entries, task_name, kind, needle)
+                keys, wrong = self._read_entries(
+                    entries, task_name, kind, needle, search_arguments=search_arguments
+                )
+                found += keys
+                bad += wrong
                 if cursor is None or len(found) >= size or scanned >= self.PAGE_SCAN_BUDGET:
-                    return HeldPage(_by_time_left(found), cursor)
+                    return HeldPage(_by_time_left(found), cursor, bad)
                 # Few matches so far: the keyspace is mostly other keys, look further per step.
                 count = min(count * 2, self.SCAN_COUNT)
 
+    def entry(
+        self, task_name: str, kind: KeyKind, key: str, beside: str | None
+    ) -> HeldKey | BadEntry | None:
+        """Return the held key that an index entry names, read by the entry's name; two reads.
+
+        Args:
+            task_name: the task, as the entry names it.
+            kind: the key's kind.
+            key: the cache key.
+            beside: the unique key an ignore window sits beside, or None.
+
+        Returns:
+            The held key; a :class:`~celery_events.operations.BadEntry` when the entry is not
+            the store's or its key holds no task id; None when there is no such entry, or its
+            key is no longer held.
+
+        Raises:
+            LockStoreUnavailableError: the store's Redis could not be reached.
+
+        .. versionadded:: 0.2.0
+        """
+        binding = self.binding
+        entry_key = self._entry_key(task_name, kind, key, beside or key)
+        with binding.guard(f"read the index entry of {kind} key {key!r}"):
+            keys, bad = self._read_entries([entry_key], task_name, kind)
+        return keys[0] if keys else (bad[0] if bad else None)
+
     def _entries_pattern(self, task_name: str | None, kind: KeyKind | None) -> str:
         """Return the ``SCAN MATCH`` pattern of the index entries of a task (and kind)."""
-        prefix = f"{INDEX_PREFIX}|" if task_name is None else _entry_key_prefix(task_name)
+        prefix = f"{INDEX_PREFIX}|" if task_name is None else entry_key_prefix(task_name)
         if kind is None:
             return _glob_escape(self.binding.make_key(prefix)) + "*"
         if task_name is None:  # any task's name, then the kind's field
@@ -590,18 +641,26 @@ class RedisLockStore:
         task_name: str | None,
         kind: KeyKind | None,
         needle: str | None = None,
-    ) -> list[HeldKey]:
-        """Return the keys that ``entries`` name and that are held: an ``MGET``, then a pipeline.
+        *,
+        search_arguments: bool = True,
+    ) -> tuple[list[HeldKey], list[BadEntry]]:
+        """Return the keys that ``entries`` name and that are held, and the bad entries.
+
+        An ``MGET`` of the entries, then a pipeline of their keys. An entry is *bad* when
+        ``read_entry`` (``celery_events.locks.index``) refuses it, when it is stored under
+        another name than its own fields make (copied), or when its key holds a value that is
+        not a task id; a bad entry's key is never read as a holder nor released.
 
         Args:
             entries: the Redis keys of index entries.
             task_name: only this task's keys.
             kind: only keys of this kind.
-            needle: only keys whose entry's searched text (:func:`_searched_text`) contains it;
-                case-folded.
+            needle: only keys whose entry's searched text contains it, case-folded; no bad
+                entries then.
+            search_arguments: whether the needle is looked for in the arguments too.
         """
         if not entries:
-            return []
+            return [], []
         client = self.binding.client
         # One MGET reads a step's entries twice as fast as as many GETs in a pipeline; a Redis
         # Cluster's entries are in many slots, and redis-py splits its MGET by slot.
@@ -610,39 +669,61 @@ class RedisLockStore:
             if isinstance(client, RedisCluster)
             else client.mget(entries)
         )
-        refs = []
-        for value in cast("list[bytes | None]", values):  # a cache's client answers bytes
+        read: list[Entry] = []
+        bad: list[BadEntry] = []
+        for name, value in zip(entries, cast("list[bytes | None]", values), strict=True):
             # An entry whose text lacks the needle cannot match: most of a search's entries are
-            # dropped here, unparsed, and their keys are never read.
-            if value is None:
+            # dropped here, unchecked, and their keys are never read.
+            if value is None or (needle is not None and needle not in _text(value).casefold()):
                 continue
-            text = value.decode()
-            if needle is not None and needle not in text.casefold():
+            entry_name = _text(name)
+            try:
+                entry = read_entry(value)
+                self._check_name(entry, entry_name)
+            except ValueError as exc:
+                if needle is None:
+                    bad.append(BadEntry(entry_name, str(exc)))
                 continue
-            ref = json.loads(text)
             # A prefix is shared by names that differ only in braces, and a kind is not in the
             # pattern of all tasks' entries: the entry's own fields decide.
             if (
-                (task_name is None or ref["task"] == task_name)
-                and (kind is None or ref["kind"] == kind)
-                and (needle is None or needle in _searched_text(ref))
+                (task_name is None or entry.task_name == task_name)
+                and (kind is None or entry.kind == kind)
+                and (needle is None or needle in searched_text(entry, arguments=search_arguments))
             ):
-                refs.append(ref)
-        found = self.peek([(ref["key"], ref["beside"]) for ref in refs])
-        return [
-            HeldKey(
-                ref["task"],
-                ref["kind"],
-                ref["key"],
-                ref["beside"],
-                task_id,
-                ttl,
-                ref.get("args"),
-                ref.get("kwargs"),
+                read.append(entry)
+        found = []
+        for entry, (value, ttl) in zip(
+            read, self._read([(entry.key, entry.beside) for entry in read]), strict=True
+        ):
+            if value is None:  # released or expired since the entry was written
+                continue
+            task_id = self.binding.text(value)
+            if task_id is None:
+                problem = f"its key {entry.key!r} holds {len(value)} bytes that are not a task id"
+                bad.append(BadEntry(self._entry_key(*_slot_of(entry)), problem))
+                continue
+            found.append(
+                HeldKey(
+                    entry.task_name,
+                    entry.kind,
+                    entry.key,
+                    entry.beside,
+                    task_id,
+                    ttl,
+                    entry.args,
+                    entry.kwargs,
+                    entry.shape,
+                )
             )
-            for ref, (task_id, ttl) in zip(refs, found, strict=True)
-            if task_id is not None
-        ]
+        return found, bad
+
+    def _check_name(self, entry: Entry, name: str) -> None:
+        """Raise ValueError when ``entry`` is stored under another name than its own."""
+        own = self._entry_key(*_slot_of(entry))
+        if name != own:
+            msg = f"its fields name the entry {own!r}: a copy of another entry"
+            raise ValueError(msg)
 
     def discard(
         self,
@@ -676,7 +757,7 @@ class RedisLockStore:
 
     def _entry_key(self, task_name: str, kind: KeyKind, key: str, slot_of: str) -> str:
         """Return the Redis key of the index entry of ``key``, in the hash slot of ``slot_of``."""
-        return self.binding.key(f"{_entry_key_prefix(task_name)}{kind}|{key}", beside=slot_of)
+        return self.binding.key(f"{entry_key_prefix(task_name)}{kind}|{key}", beside=slot_of)
 
     def _run(
         self,
@@ -705,7 +786,7 @@ class RedisLockStore:
         if task_name is not None:
             for kind, key, beside in entries:
                 keys.append(self._entry_key(task_name, kind, key, beside or key))
-                values[kind == "ignore"] = _entry_value(
+                values[kind == "ignore"] = entry_value(
                     task_name, kind, key, beside, task_id, arguments
                 )
         args = (

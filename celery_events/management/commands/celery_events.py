@@ -97,7 +97,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{label:<{width}}  {value}")
 
     def _list(self, options: dict[str, Any]) -> None:
-        keys = operations.held(options["task"])
+        keys = operations.held(options["task"]).keys
         if options["json"]:
             self.stdout.write(json.dumps([_held_dict(key) for key in keys], indent=2))
             return
@@ -151,7 +151,7 @@ class Command(BaseCommand):
             msg = "release --all takes no --args nor --kwargs"
             raise CommandError(msg)
         operations.get_task(name)
-        keys = operations.held(name)
+        keys = operations.held(name).keys
         if not keys:
             self.stdout.write(f"nothing to release for task {name}")
             return
