@@ -308,6 +308,23 @@ def test_list_with_a_cursor_it_did_not_give_says_so(viewer):
     assert "cursor 'not-a-cursor' is not a SCAN cursor" in text(response)
 
 
+def test_list_shows_long_arguments_once_per_row(django_user_model, keep_arguments):
+    # Each row's arguments were also in its Explain link and, base64, in its release token.
+    everything = logged_in(
+        make_user(django_user_model, "view_heldlock", "view_heldlock_arguments", "release_heldlock")
+    )
+    label = "x" * 1700  # the entry, with its other fields, stays within ENTRY_ARGUMENTS_LIMIT
+    for x in range(10):
+        call(x, label="short")
+    short = len(everything.get(LIST_URL).content)
+    for x in range(10, 20):
+        call(x, label=label)
+
+    per_row = (len(everything.get(LIST_URL).content) - short) / 10
+
+    assert per_row < 2 * len(label)  # the arguments once, and the row's own markup
+
+
 def test_list_pages_through_20000_held_keys_with_scan(viewer, redis_client):
     store = get_lock_store()
     held = set()
