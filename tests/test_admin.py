@@ -773,6 +773,11 @@ def test_an_entry_planted_to_name_another_cache_key_is_refused(viewer, releaser,
     assert len(offered) == 1
     releaser.post(RELEASE_URL, {"key": offered, "confirm": "yes"})
     assert cache.get("feature-flag") == "on"
+    # Nor does the Explain link of such an entry show the key's value, or offer its release.
+    reference = {"task": TASK, "kind": "unique", "key": "feature-flag"}
+    explained = releaser.get(EXPLAIN_URL, reference)
+    assert "is bad: not signed with this project's SECRET_KEY" in text(explained)
+    assert tokens(explained) == []
 
 
 @pytest.mark.parametrize(
