@@ -11,10 +11,11 @@ their arguments in the index, 1 in 20 an ignore window and 1 in 20 the lock of a
 and are deleted at the end (on failure and Ctrl-C too).
 
 The admin is served over a real socket by Django's threaded WSGI server (runserver's, in a
-thread of this process; SQLite in a temporary file), to a staff user with the view permission,
-whose session cookie each request sends. Each round requests every page once, on a new
-connection, the starting page rotating; a first round warms up and is not kept. Time to first
-byte runs from sending the request to receiving the first byte of the response.
+thread of this process; SQLite in a temporary file), to a staff user who may view held keys and
+the calls' arguments, whose session cookie each request sends; the index keeps the arguments
+(``INDEX_ARGUMENTS = "all"``): the largest rows a page can have. Each round requests every page
+once, on a new connection, the starting page rotating; a first round warms up and is not kept.
+Time to first byte runs from sending the request to receiving the first byte of the response.
 
 Then each list page is split in-process: ``operations.held_page`` alone (the ``SCAN`` walk and
 its reads), and the page through Django's test client with ``held_page`` answering the same
@@ -222,6 +223,8 @@ def configure_django(url: str, prefix: str, database: Path) -> None:
         },
         DEFAULT_AUTO_FIELD="django.db.models.BigAutoField",
         LOGGING_CONFIG=None,
+        # The index keeps the calls' arguments, and the staff user may see them: the largest rows.
+        DJANGO_CELERY_EXTENSIONS_INDEX_ARGUMENTS="all",
     )
     django.setup()
     from django.core.management import call_command  # noqa: PLC0415
@@ -313,10 +316,14 @@ def fill(tasks: dict[str, Any], keys: int, unrelated: int, url: str, prefix: str
     return time.perf_counter() - began
 
 
-def pages() -> list[Page]:
+def pages(tasks: dict[str, Any]) -> list[Page]:
     """Return the pages to time; the later page's cursor is found once the server runs."""
+    from celery_events.config import settings  # noqa: PLC0415
+
     _name, args, kwargs, _kind = call_of(SHARE * 3)
-    explained = {"task": REPORT_TASK, "args": json.dumps(args), "kwargs": json.dumps(kwargs)}
+    key = tasks[REPORT_TASK].unique_key_generator(settings.UNIQUE_TASK_KEY_PREFIX, args, kwargs)
+    # As the list's link names the call: by its index entry, which keeps its arguments.
+    explained = {"task": REPORT_TASK, "kind": "unique", "key": key}
     return [
         Page("first page", LIST_PATH, {}),
         Page("next page (the first's cursor)", LIST_PATH, {}),  # completed by later_page()
@@ -381,13 +388,16 @@ def serving() -> Iterator[int]:
 
 
 def log_in() -> Any:
-    """Create a staff user with the view permission; return a test client logged in as them."""
+    """Create a staff user who may view held keys and arguments; return a client logged in."""
     from django.contrib.auth.models import Permission, User  # noqa: PLC0415
     from django.test import Client  # noqa: PLC0415
 
     user = User.objects.create_user(username="bench-viewer", password=None, is_staff=True)
     user.user_permissions.set(
-        Permission.objects.filter(content_type__app_label="celery_events", codename="view_heldlock")
+        Permission.objects.filter(
+            content_type__app_label="celery_events",
+            codename__in=["view_heldlock", "view_heldlock_arguments"],
+        )
     )
     client = Client()
     client.force_login(user)
@@ -545,7 +555,7 @@ def run(
     client = log_in()
     cookie = client.cookies["sessionid"].value
     with serving() as port:
-        timed = pages()
+        timed = pages(tasks)
         timed[1] = later_page(port, cookie, timed[1])
         http = time_pages(port, cookie, timed, options.rounds)
         commands = count_commands(url, port, cookie, timed) if private else None

@@ -28,6 +28,7 @@ from .durations import positive_seconds
 
 __all__ = [
     "DEFAULTS",
+    "INDEX_ARGUMENTS_CHOICES",
     "SETTING_PREFIX",
     "VALIDATORS",
     "Settings",
@@ -59,8 +60,16 @@ DEFAULTS: Final[Mapping[str, Any]] = MappingProxyType(
         "CELERY_SETTINGS": None,
         "CELERY_AUTODISCOVER": False,
         "EXPORTERS": (),
+        # What the lock store's index keeps of a call's arguments: see INDEX_ARGUMENTS_CHOICES.
+        "INDEX_ARGUMENTS": "redacted",
     },
 )
+
+#: The values of the ``INDEX_ARGUMENTS`` setting: what the index entry beside a held key keeps of
+#: the call's arguments (``celery_events.locks.index``). ``all``: the arguments, as JSON, when they
+#: are JSON and short; ``redacted``: their types and keyword names only, no values; ``none``:
+#: nothing.
+INDEX_ARGUMENTS_CHOICES: Final = ("all", "redacted", "none")
 
 Validator = Callable[[object, str], Any]
 """Takes a setting's value and full name; returns the value as celery-events uses it.
@@ -133,6 +142,15 @@ def _command_tasks(value: object, what: str) -> Mapping[str, Mapping[str, Any] |
     return value
 
 
+def _index_arguments(value: object, what: str) -> str:
+    if value not in INDEX_ARGUMENTS_CHOICES:
+        msg = (
+            f"{what} must be one of {', '.join(map(repr, INDEX_ARGUMENTS_CHOICES))}, not {value!r}"
+        )
+        raise ValueError(msg)
+    return value
+
+
 def exporter_entries(setting: object) -> list[tuple[str, Mapping[str, Any]]]:
     """Return the exporters a value of the ``EXPORTERS`` setting names, with their options.
 
@@ -196,6 +214,7 @@ VALIDATORS: Final[Mapping[str, Validator]] = MappingProxyType(
         "CELERY_SETTINGS": _import_path_or_none,
         "CELERY_AUTODISCOVER": _boolean,
         "EXPORTERS": _exporters,
+        "INDEX_ARGUMENTS": _index_arguments,
     },
 )
 """The validator of each setting of ``DEFAULTS``, by short name (see :data:`Validator`)."""
@@ -228,6 +247,7 @@ class Settings:
     CELERY_SETTINGS: str | None
     CELERY_AUTODISCOVER: bool
     EXPORTERS: Any
+    INDEX_ARGUMENTS: str
 
     def __getattr__(self, name: str) -> Any:
         """Read and validate the Django setting behind ``name``; keep it until settings change.

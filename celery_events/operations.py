@@ -18,10 +18,18 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from celery import current_app
+from django.core.cache import InvalidCacheBackendError
 
 from .config import settings
-from .locks import CacheLockStore, LockStore, Outcome, RedisLockStore, get_lock_store
-from .locks.index import HeldKey, HeldPage, KeyKind
+from .locks import (
+    CacheLockStore,
+    LockStore,
+    LockStoreUnavailableError,
+    Outcome,
+    RedisLockStore,
+    get_lock_store,
+)
+from .locks.listing import BadEntry, HeldKey, HeldPage, KeyKind
 from .task import DjangoTask
 
 if TYPE_CHECKING:
@@ -29,16 +37,22 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KIND_NAMES",
+    "MAX_DEPTH",
+    "PAGE_SIZE",
+    "UNANSWERED",
+    "BadEntry",
     "Explanation",
     "HeldKey",
     "HeldPage",
     "KeyState",
     "OperationError",
+    "arguments_text",
     "call_text",
     "discard",
     "explain",
     "get_task",
     "held",
+    "held_entry",
     "held_page",
     "keyed_task_names",
     "parse_call",
@@ -63,9 +77,33 @@ _NEXT_CALL: Final = {
 KIND_NAMES: Final[dict[KeyKind, str]] = {"unique": "unique lock", "ignore": "ignore window"}
 
 
+#: How deeply the JSON of a call's arguments may nest (lists and objects): deeper JSON is refused,
+#: as the keys computed from it could not be.
+MAX_DEPTH: Final = 100
+
+#: How many keys a page of the list aims at, in the admin and in ``list --json``.
+PAGE_SIZE: Final = 100
+
+#: The longest part of an input that a message repeats.
+_SHOWN_LENGTH: Final = 60
+
+
 def call_text(args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None) -> str:
     """Return a call's arguments as ``(*[...], **{...})``, in JSON."""
     return f"(*{json.dumps(args)}, **{json.dumps(kwargs)})"
+
+
+def arguments_text(key: HeldKey, *, reveal: bool) -> str | None:
+    """Return what may be shown of a held key's call arguments, or None when the index has none.
+
+    Args:
+        key: the held key.
+        reveal: whether the arguments themselves may be shown (``call_text``); otherwise only
+            their shape, ``(int, label=str)``, is.
+    """
+    if reveal and key.args is not None:
+        return call_text(key.args, key.kwargs)
+    return key.shape
 
 
 def time_left_text(ttl: float | None) -> str:
@@ -75,6 +113,12 @@ def time_left_text(ttl: float | None) -> str:
 
 class OperationError(Exception):
     """An operation cannot be done as asked; the message names the offending input."""
+
+
+#: What the operations raise for bad input or a cache that cannot answer (Redis unreachable, a
+#: lock that holds no task id, ``CACHE_NAME`` naming no cache): the command and the admin show
+#: each as a line, never as a traceback.
+UNANSWERED: Final = (OperationError, LockStoreUnavailableError, InvalidCacheBackendError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +274,45 @@ def _parse_json(option: str, text: str | None, kind: type[_Parsed], described: s
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        msg = f"{option} {text!r} is not JSON: {exc}"
+        msg = f"{option} {_shown(text)} is not JSON: {exc}"
+        raise OperationError(msg) from exc
+    except ValueError as exc:  # an integer of more digits than Python converts
+        msg = f"{option} {_shown(text)} has an integer longer than Python's limit of digits"
+        raise OperationError(msg) from exc
+    except RecursionError as exc:
+        msg = f"{option} {_shown(text)} is nested deeper than {MAX_DEPTH} levels"
         raise OperationError(msg) from exc
     if not isinstance(value, kind):
-        msg = f"{option} {text!r} is not {described}"
+        msg = f"{option} {_shown(text)} is not {described}"
+        raise OperationError(msg)
+    if _deeper_than(value, MAX_DEPTH):
+        msg = f"{option} {_shown(text)} is nested deeper than {MAX_DEPTH} levels"
         raise OperationError(msg)
     return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Return whether the lists and objects of JSON ``value`` nest more than ``limit`` deep."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            children = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        pending += [(child, depth + 1) for child in children]
+    return False
+
+
+def _shown(text: str) -> str:
+    """Return ``text`` for a message: its ``repr``, cut after :data:`_SHOWN_LENGTH` characters."""
+    if len(text) > _SHOWN_LENGTH:
+        return f"{text[:_SHOWN_LENGTH]!r}… ({len(text)} characters)"
+    return repr(text)
 
 
 def _call_keys(
@@ -287,8 +364,8 @@ def explain(task: DjangoTask, args: list[Any], kwargs: dict[str, Any]) -> Explan
     return Explanation(task.name, args, kwargs, lock, window, next_call)
 
 
-def held(task_name: str | None = None) -> list[HeldKey]:
-    """Return every lock and open ignore window, soonest to expire first.
+def held(task_name: str | None = None) -> HeldPage:
+    """Return every lock and open ignore window, soonest to expire first, and the bad entries.
 
     Args:
         task_name: only this task's.
@@ -296,8 +373,32 @@ def held(task_name: str | None = None) -> list[HeldKey]:
     Raises:
         OperationError: the lock store's cache cannot list its keys (not Redis).
         LockStoreUnavailableError: the store's Redis could not be reached.
+
+    .. versionchanged:: 0.2.0 Returns a :class:`HeldPage` (its cursor None), not a list.
     """
     return _redis_store("list locks and ignore windows").held(task_name)
+
+
+def held_entry(task_name: str, kind: KeyKind, key: str, beside: str | None) -> HeldKey | None:
+    """Return the held key of the index entry named by its task, kind, key and ``beside``.
+
+    As the admin's list links to a call's Explain page: by its entry, not by its arguments.
+
+    Returns:
+        The held key, or None when the entry is gone (its key released or expired).
+
+    Raises:
+        OperationError: the lock store's cache cannot list its keys (not Redis), or the entry
+            is bad (see :class:`BadEntry`).
+        LockStoreUnavailableError: the store's Redis could not be reached.
+
+    .. versionadded:: 0.2.0
+    """
+    found = _redis_store("read the index").entry(task_name, kind, key, beside)
+    if isinstance(found, BadEntry):
+        msg = f"index entry {found.entry!r} is bad: {found.problem}"
+        raise OperationError(msg)
+    return found
 
 
 def release(
@@ -329,11 +430,12 @@ def held_page(
     task_name: str | None = None,
     kind: KeyKind | None = None,
     search: str | None = None,
-    size: int = 100,
+    search_arguments: bool = True,
+    size: int = PAGE_SIZE,
 ) -> HeldPage:
     """Return one page of the locks and open ignore windows, walked with ``SCAN``.
 
-    See :meth:`RedisLockStore.held_page <celery_events.locks.index.LockIndex.held_page>`.
+    See :meth:`RedisLockStore.held_page <celery_events.locks.listing.LockListing.held_page>`.
 
     Raises:
         OperationError: the lock store's cache cannot list its keys (not Redis), or ``cursor``
@@ -342,9 +444,17 @@ def held_page(
     """
     store = _redis_store("list locks and ignore windows")
     try:
-        return store.held_page(cursor, task_name=task_name, kind=kind, search=search, size=size)
+        return store.held_page(
+            cursor,
+            task_name=task_name,
+            kind=kind,
+            search=search,
+            search_arguments=search_arguments,
+            size=size,
+        )
     except ValueError as exc:
-        raise OperationError(str(exc)) from exc
+        msg = f"cursor {_shown(str(cursor))} is {exc}"
+        raise OperationError(msg) from exc
 
 
 def discard(keys: Iterable[HeldKey]) -> list[HeldKey]:
@@ -370,7 +480,7 @@ def release_task(task_name: str) -> list[HeldKey]:
         OperationError: the lock store's cache cannot list its keys (not Redis).
         LockStoreUnavailableError: the store's Redis could not be reached.
     """
-    return discard(_redis_store(f"release every key of task {task_name!r}").held(task_name))
+    return discard(_redis_store(f"release every key of task {task_name!r}").held(task_name).keys)
 
 
 def _discard(store: LockStore, state: KeyState | HeldKey, task_name: str) -> bool:

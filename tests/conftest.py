@@ -71,6 +71,12 @@ def fixture_eager(celery_app) -> Iterator[None]:
         celery_app.conf.task_always_eager = False
 
 
+@pytest.fixture(name="keep_arguments")
+def fixture_keep_arguments(settings) -> None:
+    """Index entries keep the calls' arguments (INDEX_ARGUMENTS "all"; the default redacts them)."""
+    settings.DJANGO_CELERY_EXTENSIONS_INDEX_ARGUMENTS = "all"
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache(redis_client) -> Iterator[None]:
     """Every test starts with no cache key (lock, ignore window) left by another test."""

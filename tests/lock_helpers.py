@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import pickle
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -50,3 +52,18 @@ def published(redis_client: redis.Redis, queue: str) -> list[str]:
     """Return the task ids of the messages waiting in ``queue`` of the Redis broker."""
     messages = redis_client.lrange(f"{settings.KEY_PREFIX}{queue}", 0, -1)
     return [json.loads(message)["headers"]["id"] for message in messages]
+
+
+class _Touch:
+    """Unpickled, it creates the file ``path``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Path.touch, (self.path,))
+
+
+def planted_pickle(path: Path) -> bytes:
+    """Return a pickle that creates the file ``path`` when unpickled: a value planted in Redis."""
+    return pickle.dumps(_Touch(path))

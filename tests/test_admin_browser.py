@@ -140,7 +140,7 @@ def fixture_screenshot(browser, request) -> Iterator[Callable[..., Path]]:
 
 @pytest.fixture(name="staff")
 def fixture_staff(django_user_model, settings):
-    """Staff (not a superuser) who may view and release, with a password to log in with."""
+    """Staff (not a superuser) who may view, see arguments and release; with a password."""
     # The default hasher's iterations cost most of a second per test (hashed, then checked at
     # log-in), for a throwaway password.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -148,7 +148,7 @@ def fixture_staff(django_user_model, settings):
     user.user_permissions.set(
         Permission.objects.filter(
             content_type__app_label="celery_events",
-            codename__in=["view_heldlock", "release_heldlock"],
+            codename__in=["view_heldlock", "view_heldlock_arguments", "release_heldlock"],
         )
     )
     return user
@@ -244,7 +244,9 @@ def test_login_form_takes_staff_to_the_held_keys(page, live_server, staff, scree
 # The list
 
 
-def test_list_shows_locks_and_ignore_windows_with_their_arguments(admin, screenshot):
+def test_list_shows_locks_and_ignore_windows_with_their_arguments(
+    admin, screenshot, keep_arguments
+):
     weekly = call(7, label="weekly")
     monthly = call(12, label="monthly")
     braced = call(3, task=tasks.ops_braced_name)
@@ -310,7 +312,7 @@ def test_filter_links_narrow_the_list_by_task_keeping_the_kind(admin, screenshot
     assert any(opened in row for row in by_task)
 
 
-def test_search_finds_a_call_by_argument_and_by_holder(admin, screenshot):
+def test_search_finds_a_call_by_argument_and_by_holder(admin, screenshot, keep_arguments):
     alpha = call(1, label="alpha")
     beta = call(2, label="beta")
     click(admin, element(admin, "#tab-list"))

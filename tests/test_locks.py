@@ -83,15 +83,28 @@ def test_get_lock_store_falls_back_to_cache_store_for_sharded_django_redis(setti
     assert type(get_lock_store()) is CacheLockStore
 
 
-def test_get_lock_store_keeps_one_store_per_cache_object(store, cache_name):
+def test_get_lock_store_keeps_one_redis_store_for_every_thread_and_one_other_per_thread(
+    store, cache_name
+):
     in_thread = []
     thread = threading.Thread(target=lambda: in_thread.append(get_lock_store()))
     thread.start()
     thread.join()
 
     assert get_lock_store() is store
-    # Django gives each thread its own cache object, and so its own client and store.
-    assert in_thread[0] is not store
+    # Django gives each thread its own cache object: a Redis store shares its client's
+    # connection pool with every thread instead; any other keeps to its thread's cache.
+    assert (in_thread[0] is store) == isinstance(store, RedisLockStore)
+
+
+def test_get_lock_store_makes_a_new_redis_store_when_caches_change(settings):
+    use_cache(settings, "first", redis_cache(django_settings.REDIS_URL))
+    first = get_lock_store()
+
+    use_cache(settings, "first", redis_cache(django_settings.REDIS_URL, prefix="other:"))
+
+    assert get_lock_store() is not first
+    assert get_lock_store().binding.make_key("k").startswith(f"{django_settings.KEY_PREFIX}other:")
 
 
 def test_get_lock_store_follows_cache_name_changes(store, settings):

@@ -169,7 +169,7 @@ def test_claim_held_and_discard_hold_on_every_topology(topology_store):
         task_name="reports.daily",
     )
 
-    held = store.held("reports.daily")
+    held = store.held("reports.daily").keys
     discarded = store.discard(
         task_id="a", kind="unique", key=unique_key, beside=None, task_name="reports.daily"
     )
@@ -180,7 +180,7 @@ def test_claim_held_and_discard_hold_on_every_topology(topology_store):
         ("unique", unique_key, "a"),
     ]
     assert discarded
-    assert [key.kind for key in store.held("reports.daily")] == ["ignore"]
+    assert [key.kind for key in store.held("reports.daily").keys] == ["ignore"]
 
 
 def test_held_lists_the_keys_of_every_node_of_a_cluster(request, settings, redis_cluster):
@@ -190,12 +190,12 @@ def test_held_lists_the_keys_of_every_node_of_a_cluster(request, settings, redis
     for key in keys:
         store.admit(task_id="t", unique_key=key, lock_ttl=60, ignore_key=None, task_name="spread")
 
-    held = store.held("spread")
+    held = store.held("spread").keys
 
     assert sorted(key.key for key in held) == sorted(keys)  # SCAN visited every primary
 
 
-def test_held_page_walks_every_topology_page_by_page(topology_store):
+def test_held_page_walks_every_topology_page_by_page(topology_store, keep_arguments):
     task_name = f"paged.{_key()}"
     keys = [_key() for _ in range(30)]
     for n, key in enumerate(keys):
@@ -223,7 +223,7 @@ def test_held_page_walks_every_topology_page_by_page(topology_store):
 
 
 def test_a_lock_claimed_again_where_an_attempt_starts_keeps_its_call_in_the_index(
-    topology_store,
+    topology_store, keep_arguments
 ):
     # As a redelivered attempt whose lock expired takes it again: Celery hands its keyword
     # arguments as None when the call had none.
@@ -236,17 +236,17 @@ def test_a_lock_claimed_again_where_an_attempt_starts_keeps_its_call_in_the_inde
         arguments=(["order-1"], None),
     )
 
-    [held] = topology_store.held(task_name)
+    [held] = topology_store.held(task_name).keys
 
     assert (held.task_id, held.args, held.kwargs) == ("again", ["order-1"], {})
 
 
 def test_held_page_refuses_a_cursor_it_did_not_give_on_every_topology(topology_store):
-    with pytest.raises(ValueError, match="'nonsense' is not a SCAN cursor"):
+    with pytest.raises(ValueError, match="not a SCAN cursor"):
         topology_store.held_page("nonsense")
 
 
-def test_held_page_search_reads_only_the_keys_of_matching_entries(counted):
+def test_held_page_search_reads_only_the_keys_of_matching_entries(counted, keep_arguments):
     store, url = counted
     for n in range(50):
         store.admit(

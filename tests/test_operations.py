@@ -23,7 +23,7 @@ from celery_events.config import settings as celery_events_settings
 from celery_events.locks import get_lock_store
 from tests import tasks
 from tests.conftest import wait_for
-from tests.lock_helpers import use_cache
+from tests.lock_helpers import planted_pickle, use_cache
 from tests.redis_monitor import monitored
 
 if TYPE_CHECKING:
@@ -80,6 +80,23 @@ def fixture_terminal() -> Iterator[Terminal]:
     with os.fdopen(tty) as stdin:
         yield Terminal(stdin, keyboard)
     os.close(keyboard)
+
+
+def listed_json(*args: str) -> list[dict]:
+    """Return the keys of the first page of ``list --json``."""
+    return json.loads(run("list", *args, "--json"))["keys"]
+
+
+def every_page_json(*args: str) -> tuple[list[dict], int]:
+    """Return the keys of every page of ``list --json``, following the cursors, and the pages."""
+    keys, pages, cursor = [], 0, None
+    while True:
+        page = json.loads(run("list", *args, "--json", *(["--cursor", cursor] if cursor else [])))
+        keys += page["keys"]
+        pages += 1
+        cursor = page["cursor"]
+        if cursor is None:
+            return keys, pages
 
 
 def explain_json(*args: str) -> dict:
@@ -145,7 +162,7 @@ def test_list_shows_locks_and_windows_sorted_by_time_left():
     hold(1, "holder-1", ttl=30)
     opener = succeed(2)
 
-    listed = json.loads(run("list", "--json"))
+    listed = listed_json()
     text = run("list")
 
     assert [(key["kind"], key["task_id"]) for key in listed] == [
@@ -154,18 +171,27 @@ def test_list_shows_locks_and_windows_sorted_by_time_left():
     ]
     assert {key["task_name"] for key in listed} == {TASK}
     assert listed[0]["ttl"] <= listed[1]["ttl"]
-    assert text.splitlines()[0].split() == ["TIME", "LEFT", "KIND", "TASK", "TASK", "ID", "KEY"]
+    assert text.splitlines()[0].split() == [
+        "TIME",
+        "LEFT",
+        "KIND",
+        "TASK",
+        "TASK",
+        "ID",
+        "KEY",
+        "ARGUMENTS",
+    ]
     assert "holder-1" in text.splitlines()[1]
 
 
-def test_list_json_shows_the_arguments_of_a_real_call():
+def test_list_json_shows_the_arguments_of_a_real_call(keep_arguments):
     task_id = str(
         tasks.ops_unique_ignored.apply_async(
             args=(5,), kwargs={"label": "x"}, queue="caller-only"
         ).id
     )
 
-    [listed] = json.loads(run("list", "--json"))
+    [listed] = listed_json()
 
     assert (listed["task_id"], listed["args"], listed["kwargs"]) == (task_id, [5], {"label": "x"})
 
@@ -177,9 +203,7 @@ def test_list_filters_by_task():
         task_id="other", unique_key="other-key", lock_ttl=60, ignore_key=None, task_name="other"
     )
 
-    assert [key["task_id"] for key in json.loads(run("list", "--task", TASK, "--json"))] == [
-        "holder-1"
-    ]
+    assert [key["task_id"] for key in listed_json("--task", TASK)] == ["holder-1"]
     assert run("list", "--task", "tests.tasks.locks_unique") == (
         "no unique lock is held and no ignore window is open\n"
     )
@@ -199,7 +223,7 @@ def test_a_task_whose_name_has_braces_is_listed_and_released():
         task_name="tests.tasks.reports.(daily)",
     )
 
-    listed = json.loads(run("list", "--task", braced.name, "--json"))
+    listed = listed_json("--task", braced.name)
     out = run("release", "--task", braced.name, "--all", "--yes")
 
     assert {(key["kind"], key["task_id"]) for key in listed} == {
@@ -210,7 +234,7 @@ def test_a_task_whose_name_has_braces_is_listed_and_released():
         "holder-1",
         opener,
     }
-    assert [key["task_id"] for key in json.loads(run("list", "--json"))] == ["lookalike"]
+    assert [key["task_id"] for key in listed_json()] == ["lookalike"]
 
 
 def test_list_skips_a_lock_released_by_its_task():
@@ -219,7 +243,7 @@ def test_list_skips_a_lock_released_by_its_task():
         task_id="holder-1", unique_key=unique_key, ignore_key=None, ignore_ttl=None, task_name=TASK
     )
 
-    assert json.loads(run("list", "--json")) == []
+    assert listed_json() == []
 
 
 def test_index_entries_expire_with_their_keys(redis_client):
@@ -245,7 +269,7 @@ def test_list_with_100000_unrelated_keys_scans_and_leaves_them(redis_client):
         hold(1, "holder-1")
 
         with monitored(django_settings.REDIS_URL) as commands:
-            listed = json.loads(run("list", "--json"))
+            listed, _ = every_page_json()
 
         remaining = sum(1 for _ in redis_client.scan_iter(match=f"{prefix}*", count=10_000))
         assert [key["task_id"] for key in listed] == ["holder-1"]
@@ -308,7 +332,7 @@ def test_release_confirmed_on_the_terminal_releases(terminal):
     out = run_on(terminal, "release", "--task", TASK, "--all")
 
     assert "Release these 2 keys? [y/N] released unique lock" in out
-    assert json.loads(run("list", "--json")) == []
+    assert listed_json() == []
 
 
 @pytest.mark.parametrize(
@@ -341,7 +365,7 @@ def test_release_all_of_a_task():
         "holder-2",
         opener,
     }
-    assert [key["task_name"] for key in json.loads(run("list", "--json"))] == ["other"]
+    assert [key["task_name"] for key in listed_json()] == ["other"]
 
 
 def test_release_racing_a_new_holder_keeps_the_new_holders_lock(terminal, celery_app):
@@ -370,7 +394,7 @@ def test_release_racing_a_new_holder_keeps_the_new_holders_lock(terminal, celery
     assert "released unique lock" not in out
     assert "no longer holds old" in out
     assert store.holder(unique_key) == "new"
-    assert [key["task_id"] for key in json.loads(run("list", "--json"))] == ["new"]
+    assert [key["task_id"] for key in listed_json()] == ["new"]
 
 
 def test_release_of_an_explanation_is_owner_safe():
@@ -438,3 +462,182 @@ def test_a_project_that_never_imported_its_celery_app_is_told_to_import_it(skip_
 def test_bad_input_is_a_command_error_naming_it(args, message):
     with pytest.raises(CommandError, match=message):
         run(*args)
+
+
+def _bad_input(*args: str) -> str:
+    """Return the one-line message of the CommandError that the command stops with."""
+    with pytest.raises(CommandError) as raised:
+        run(*args)
+    message = str(raised.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["list", "--task", "no.such.task"], "unknown task 'no.such.task'"),
+        (["list", "--task", "tests.tasks.add"], "'tests.tasks.add' is neither"),
+        (
+            ["explain", TASK, "--args", "[" + "9" * 5000 + "]"],
+            "has an integer longer than Python's limit of digits",
+        ),
+        (
+            ["explain", TASK, "--args", "[" * 100_000 + "]" * 100_000],
+            "is nested deeper than 100 levels",
+        ),
+        (["list", "--json", "--cursor", "9" * 5000], "is not a SCAN cursor"),
+        (["list", "--json", "--cursor", str(2**64)], "is not a SCAN cursor"),
+        (["list", "--cursor", "0"], "--cursor pages list --json"),
+        (["release", TASK, "--args", "[1]", "--lock", "--ignore"], "not allowed with argument"),
+        (["release", TASK, "--args", "[1]", "--ye"], "unrecognized arguments: --ye"),
+        (["list", "--js"], "unrecognized arguments: --js"),
+    ],
+    ids=[
+        "list-unknown-task",
+        "list-task-without-keys",
+        "int-digit-limit",
+        "recursion",
+        "cursor-int-digit-limit",
+        "cursor-past-64-bits",
+        "cursor-without-json",
+        "lock-and-ignore",
+        "abbreviated-yes",
+        "abbreviated-json",
+    ],
+)
+def test_bad_input_is_one_line_naming_it(args, message):
+    hold(1, "holder-1")
+
+    assert message in _bad_input(*args)
+    assert explain_json("--args", "[1]")["lock"]["task_id"] == "holder-1"
+
+
+def test_release_all_releases_only_the_keys_it_showed(terminal, celery_app):
+    hold(1, "holder-1")
+    output = StringIO()
+
+    def release() -> None:
+        celery_app.set_current()  # Celery's current app is a thread's own
+        args = ("release", "--task", TASK, "--all")
+        call_command("celery_events", *args, stdin=terminal.stdin, stdout=output)
+
+    command = threading.Thread(target=release, daemon=True)  # never outlives a failed test
+    command.start()
+    # While the operator reads the keys shown: another call takes a lock of the task, and the
+    # lock shown changes hands.
+    wait_for(lambda: "[y/N]" in output.getvalue(), "the confirmation prompt")
+    hold(2, "taken-meanwhile")
+    get_lock_store().release(
+        task_id="holder-1",
+        unique_key=hold(1, "holder-1"),
+        ignore_key=None,
+        ignore_ttl=None,
+        task_name=TASK,
+    )
+    hold(1, "new-holder")
+    terminal.type("y\n")
+    command.join(timeout=30)
+    shown, answered = output.getvalue().split("[y/N] ")
+
+    assert "taken-meanwhile" not in shown
+    assert "no longer holds holder-1" in answered
+    assert not [line for line in answered.splitlines() if line.startswith("released")]
+    assert sorted(key["task_id"] for key in listed_json()) == ["new-holder", "taken-meanwhile"]
+
+
+def test_list_shows_the_arguments_as_the_index_keeps_them(settings):
+    def argument_column() -> str:
+        [_, row] = run("list").splitlines()
+        return row.split(maxsplit=6)[-1]
+
+    tasks.ops_unique_ignored.apply_async(args=(1,), kwargs={"label": "a"}, queue="caller-only")
+    redacted = argument_column()
+    release = ("release", "--task", TASK, "--all", "--yes")
+    run(*release)
+    settings.DJANGO_CELERY_EXTENSIONS_INDEX_ARGUMENTS = "all"
+    tasks.ops_unique_ignored.apply_async(args=(1,), kwargs={"label": "a"}, queue="caller-only")
+    every = argument_column()
+    run(*release)
+    settings.DJANGO_CELERY_EXTENSIONS_INDEX_ARGUMENTS = "none"
+    tasks.ops_unique_ignored.apply_async(args=(1,), kwargs={"label": "a"}, queue="caller-only")
+
+    assert redacted == "(int, label=str)"
+    assert every == '(*[1], **{"label": "a"})'
+    assert argument_column() == "-"
+
+
+def test_list_and_explain_escape_the_control_characters_of_what_they_print():
+    evil = "evil\x1b]0;pwned\x07\u202e"
+    hold(1, evil)
+
+    listed = run("list")
+    explained = run("explain", TASK, "--args", "[1]")
+
+    for out in (listed, explained):
+        assert "\x1b" not in out
+        assert "\x07" not in out
+        assert "\u202e" not in out
+        assert "evil\\x1b]0;pwned\\x07\\u202e" in out
+
+
+def test_list_json_is_paged_like_the_admin():
+    for x in range(250):
+        hold(x, f"holder-{x}")
+
+    first = json.loads(run("list", "--json"))
+    keys, pages = every_page_json()
+
+    assert first["cursor"] is not None
+    assert len(first["keys"]) < 250
+    assert pages > 1
+    assert sorted(key["task_id"] for key in keys) == sorted(f"holder-{x}" for x in range(250))
+
+
+def test_list_reports_a_lock_value_planted_as_a_pickle_and_never_unpickles_it(
+    redis_client, tmp_path
+):
+    ran = tmp_path / "ran"
+    planted = hold(1, "holder-1")
+    hold(2, "holder-2")
+    redis_key = get_lock_store().binding.key(planted)
+    redis_client.set(redis_key, planted_pickle(ran), keepttl=True)
+    out, err = StringIO(), StringIO()
+
+    call_command("celery_events", "list", stdout=out, stderr=err)
+    message = _bad_input("explain", TASK, "--args", "[1]")
+
+    assert not ran.exists()
+    assert "holder-2" in out.getvalue()
+    assert "bad index entry" in err.getvalue()
+    assert "are not a task id" in err.getvalue()
+    assert f"key {planted!r} of cache 'default' holds" in message
+
+
+def test_common_options_work_after_the_subcommand():
+    hold(1, "holder-1")
+
+    out = run("list", "--verbosity", "2", "--traceback", "--no-color", "--skip-checks")
+
+    assert "holder-1" in out
+
+
+def test_settings_given_after_the_subcommand_are_taken():
+    # In a process of its own, without DJANGO_SETTINGS_MODULE: --settings names them. The
+    # project of tests.settings never imports its Celery app, which plain list does not need
+    # (its check, celery_events.E004, says so: skipped).
+    env = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "django", "celery_events", "list"),
+            *("--settings", "tests.settings", "--skip-checks"),
+        ],
+        env=env,
+        cwd=Path(__file__).parent.parent,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(("TIME LEFT", "no unique lock is held"))

@@ -14,11 +14,12 @@ and :func:`release_lock` frees the lock of a message whose task cannot (lost, re
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from django.conf import settings as django_settings
 from django.core.cache import InvalidCacheBackendError, caches
+from django.core.signals import setting_changed
 
 from celery_events.config import SETTING_PREFIX, settings
 
@@ -30,6 +31,7 @@ from .base import (
     LockStoreUnavailableError,
     Look,
     Outcome,
+    UnreadableLockError,
 )
 from .cache_store import CacheLockStore, LockContentionError
 from .redis_cache import redis_binding
@@ -49,12 +51,20 @@ __all__ = [
     "Look",
     "Outcome",
     "RedisLockStore",
+    "UnreadableLockError",
     "get_lock_store",
     "release_lock",
 ]
 
-# One store per cache object: ``caches[alias]`` gives each thread its own cache object (and
-# client), and a new one after ``CACHES`` changes; a store goes away with its cache.
+# One Redis store per cache alias, for every thread: its client's connection pool is
+# thread-safe, and Django's ``caches[alias]`` gives each thread (each request of a server that
+# starts a thread per request, each request of an ASGI server) a cache object of its own, whose
+# client would make a connection pool of its own, and so a connection per request. Forgotten
+# when ``CACHES`` changes.
+_redis_stores: dict[str, RedisLockStore] = {}
+
+# Any other store, one per cache object (their clients are not all thread-safe: pymemcache's);
+# a store goes away with its cache.
 _stores: WeakKeyDictionary[BaseCache, LockStore] = WeakKeyDictionary()
 
 
@@ -67,7 +77,8 @@ def _new_lock_store(cache: BaseCache, cache_name: str) -> LockStore:
 def get_lock_store() -> LockStore:
     """Return the lock store of the cache named by the ``CACHE_NAME`` setting.
 
-    Cheap after the first call in a thread: the store is kept beside its cache object.
+    Cheap after the first call: a Redis store is kept for the process, with its client and
+    connection pool, until ``CACHES`` changes; another store is kept beside its cache object.
 
     Raises:
         django.core.cache.InvalidCacheBackendError: ``CACHE_NAME`` names no cache of
@@ -76,6 +87,9 @@ def get_lock_store() -> LockStore:
             cannot be reached (a Redis Cluster, whose client connects as it is made).
     """
     cache_name = settings.CACHE_NAME
+    redis_store = _redis_stores.get(cache_name)
+    if redis_store is not None:
+        return redis_store
     try:
         cache = caches[cache_name]
     except InvalidCacheBackendError as exc:
@@ -86,8 +100,20 @@ def get_lock_store() -> LockStore:
         raise InvalidCacheBackendError(msg) from exc
     store = _stores.get(cache)
     if store is None:
-        store = _stores[cache] = _new_lock_store(cache, cache_name)
+        store = _new_lock_store(cache, cache_name)
+        if isinstance(store, RedisLockStore):
+            _redis_stores[cache_name] = store
+        else:
+            _stores[cache] = store
     return store
+
+
+def _forget_redis_stores(*, setting: str, **_: Any) -> None:
+    if setting == "CACHES":
+        _redis_stores.clear()
+
+
+setting_changed.connect(_forget_redis_stores, dispatch_uid="celery_events.locks.redis_stores")
 
 
 def release_lock(task_id: object, unique_key: object, task_name: str | None = None) -> None:

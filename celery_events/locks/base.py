@@ -24,6 +24,7 @@ __all__ = [
     "LockStoreUnavailableError",
     "Look",
     "Outcome",
+    "UnreadableLockError",
 ]
 
 #: The cache-key prefixes of what a store keeps beside a lock (in its hash slot, in Redis): the
@@ -121,6 +122,19 @@ class LockStoreUnavailableError(CeleryError):
     The message names the cache alias and the operation; the Redis error is the ``__cause__``.
 
     .. versionadded:: 0.1.0
+    """
+
+
+class UnreadableLockError(LockStoreUnavailableError):
+    """A lock or ignore window holds a value that is not a task id; nothing was decided.
+
+    The value is not what the lock store, django-celery-extensions or the cache API write for a
+    task id (the cache's encoding of a text), so something else wrote it; it is never
+    deserialized to find out what it is (see ``celery_events.locks.values``). Raised where a
+    holder is read, as an unreachable Redis is: the caller of a unique task, the worker's gate,
+    ``holder()``, ``manage.py celery_events explain``. The message names the key.
+
+    .. versionadded:: 0.2.0
     """
 
 

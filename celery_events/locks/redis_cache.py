@@ -8,13 +8,14 @@ spreads keys over servers by its own hashing). The binding uses what the
 cache is configured with: its client (connection pool, socket timeouts, retry policy), its key
 function (``KEY_PREFIX``, ``VERSION``, ``KEY_FUNCTION``) and its serializer, so that the values
 written by the lock store are the ones ``cache.get()`` reads, as with django-celery-extensions.
+The lock store reads them back without deserializing them (:meth:`RedisBinding.text`).
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 
 from django.core.cache.backends.redis import RedisCache
 from redis.exceptions import (
@@ -26,6 +27,7 @@ from redis.exceptions import (
 )
 
 from .base import LockStoreUnavailableError
+from .values import read_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -63,8 +65,20 @@ class RedisBinding:
     """The cache's ``make_key``: prefix, version and key function."""
     encode: Callable[[str], bytes]
     """The cache's serializer, for values written outside the cache API."""
-    decode: Callable[[bytes], Any]
-    """The inverse of :attr:`encode`."""
+    serialize: Callable[[str], bytes] | None = None
+    """The cache's serializer alone, for a cache whose :attr:`encode` also compresses; None
+    when :attr:`encode` is the serializer."""
+    decompress: Callable[[bytes], bytes | None] | None = None
+    """The cache's decompressor (django-redis's ``COMPRESSOR``): None for a value it did not
+    compress; None itself for a cache that does not compress."""
+
+    def text(self, value: bytes) -> str | None:
+        """Return the text (a task id) that the cache's serializer wrote as ``value``, or None.
+
+        Never deserializes: see ``celery_events.locks.values``. None for a value that is
+        not the cache's encoding of a text (an object, a number, a pickle that calls something).
+        """
+        return read_text(value, self.serialize or self.encode, self.decompress)
 
     def key(self, key: str, *, beside: str | None = None) -> str:
         """Return the Redis key of the cache key ``key``.
@@ -133,7 +147,6 @@ def redis_binding(cache: BaseCache, cache_name: str) -> RedisBinding | None:
             client=client.get_client(write=True),
             make_key=cache.make_key,
             encode=serializer.dumps,
-            decode=serializer.loads,
         )
     return _django_redis_binding(cache, cache_name)
 
@@ -144,15 +157,35 @@ def _django_redis_binding(cache: BaseCache, cache_name: str) -> RedisBinding | N
             RedisCache as DjangoRedisCache,
         )
         from django_redis.client import ShardClient  # type: ignore[import-untyped]  # noqa: PLC0415
+        from django_redis.compressors.identity import (  # type: ignore[import-untyped]  # noqa: PLC0415
+            IdentityCompressor,
+        )
     except ImportError:
         return None
     if not isinstance(cache, DjangoRedisCache) or isinstance(cache.client, ShardClient):
         return None
     client = cache.client
+    # django-redis's only ways to its serializer and compressor.
+    compressor = client._compressor  # noqa: SLF001
+    compresses = not isinstance(compressor, IdentityCompressor)
     return RedisBinding(
         cache_name=cache_name,
         client=client.get_client(write=True),
         make_key=cache.make_key,
         encode=client.encode,
-        decode=client.decode,
+        serialize=client._serializer.dumps if compresses else None,  # noqa: SLF001
+        decompress=_decompressor(compressor) if compresses else None,
     )
+
+
+def _decompressor(compressor: Any) -> Callable[[bytes], bytes | None]:
+    """Return django-redis's ``compressor.decompress``, None for a value it did not compress."""
+    from django_redis.exceptions import CompressorError  # type: ignore[import-untyped]  # noqa: PLC0415
+
+    def decompress(value: bytes) -> bytes | None:
+        try:
+            return cast("bytes", compressor.decompress(value))
+        except CompressorError:  # too short to have been compressed, or not a compressed value
+            return None
+
+    return decompress

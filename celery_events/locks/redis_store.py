@@ -17,7 +17,7 @@ is named with a Redis Cluster hash tag that puts it in the lock's hash slot (see
 django-celery-extensions and of this library exclude each other during a rolling upgrade.
 
 When the caller names the task (``task_name``), the scripts also write and delete the *index
-entries* of the keys, which :class:`~celery_events.locks.index.LockIndex`, the store's base,
+entries* of the keys, which :class:`~celery_events.locks.listing.LockListing`, the store's base,
 lists and releases for operators.
 """
 
@@ -39,7 +39,8 @@ from .base import (
     Look,
     Outcome,
 )
-from .index import LockIndex, entry_value
+from .index import entry_value
+from .listing import LockListing
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -69,7 +70,7 @@ def _milliseconds(seconds: float | None) -> int:
     return 0 if seconds is None else max(1, math.ceil(seconds * 1000))
 
 
-class RedisLockStore(LockIndex):
+class RedisLockStore(LockListing):
     """A lock store in the Redis of a Django cache.
 
     Args:
@@ -112,7 +113,7 @@ class RedisLockStore(LockIndex):
         if outcome is Outcome.TRIGGER:
             return Admission(outcome, task_id)
         if outcome is Outcome.UNIQUE:
-            return Admission(outcome, str(self.binding.decode(reply[1])))
+            return Admission(outcome, self._task_id(reply[1], unique_key))
         return Admission(outcome, None)
 
     def claim(
@@ -138,7 +139,7 @@ class RedisLockStore(LockIndex):
         )
         state = reply[0]
         if state == _HELD_BY_ANOTHER:
-            return Claim(str(self.binding.decode(reply[1])), taken=False)
+            return Claim(self._task_id(reply[1], unique_key), taken=False)
         return Claim(
             task_id,
             taken=state == _TAKEN,
@@ -240,7 +241,7 @@ class RedisLockStore(LockIndex):
         if state == _LOOK_STILL_HELD:
             return Look(None, task_id)
         if state == _LOOK_HELD_BY_ANOTHER:
-            return Look(None, str(self.binding.decode(reply[1])))
+            return Look(None, self._task_id(reply[1], unique_key))
         return Look(None, None)
 
     def complete_once(self, *, unique_key: str, task_id: str, ttl: float) -> bool:
@@ -278,12 +279,16 @@ class RedisLockStore(LockIndex):
         )
 
     def holder(self, unique_key: str) -> str | None:
-        """See :meth:`LockStore.holder`; one ``GET``."""
+        """See :meth:`LockStore.holder`; one ``GET``.
+
+        Raises:
+            UnreadableLockError: the lock holds a value that is not a task id.
+        """
         binding = self.binding
         with binding.guard(f"read the holder of unique key {unique_key!r}"):
             value = binding.client.get(binding.key(unique_key))
         # The cache's client answers bytes (decode_responses stays off for a cache).
-        return None if value is None else str(binding.decode(cast("bytes", value)))
+        return None if value is None else self._task_id(cast("bytes", value), unique_key)
 
     def _beside(self, prefix: str, name: str, unique_key: str) -> str:
         """Return the Redis key ``prefix|name``, in the hash slot of lock ``unique_key``."""
