@@ -23,6 +23,7 @@ MODULES = [
     "celery_events.locks.listing",
     "celery_events.locks.redis_cache",
     "celery_events.locks.redis_store",
+    "celery_events.locks.scan",
     "celery_events.locks.scripts",
     "celery_events.locks.values",
     "celery_events.management.commands.celery_events",

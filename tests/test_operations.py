@@ -627,7 +627,7 @@ def test_settings_given_after_the_subcommand_are_taken():
     # project of tests.settings never imports its Celery app, which plain list does not need
     # (its check, celery_events.E004, says so: skipped).
     env = {name: value for name, value in os.environ.items() if name != "DJANGO_SETTINGS_MODULE"}
-    done = subprocess.run(
+    done = subprocess.run(  # noqa: S603 - our own interpreter and arguments
         [
             *(sys.executable, "-m", "django", "celery_events", "list"),
             *("--settings", "tests.settings", "--skip-checks"),
