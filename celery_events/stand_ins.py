@@ -14,7 +14,8 @@ header, and its attempts never run the body unless the call it joined vanished:
   continuations, ``link`` and ``link_error``). While H holds its lock, the stand-in is *parked*
   beside it and this delivery ends with Celery's ``Ignore``: when H ends, whoever ends it
   publishes the parked stand-ins again (:func:`wake`), so they learn at once. A watch is
-  published too, after a pause that grows up to H's stale time limit (:func:`watch_delay`), in
+  published too, after a pause that grows from 2 s up to H's stale time limit
+  (:func:`watch_delay`), in
   case H ends where nothing can wake them (its worker killed): when H's lock has expired with
   no outcome, the stand-in takes the lock and runs the body itself.
 
@@ -305,14 +306,18 @@ def new_lease(request: Context, unique_key: str) -> Lease:
 
 
 def watch_delay(request: Context, checks: int) -> float:
-    """Return the pause before a parked stand-in's watch looks again at the call it joined.
+    """Return the pause before a parked stand-in looks again at the call it joined.
 
-    It grows as :data:`JOIN_CHECK_DELAYS` do, and then up to the stale time limit: a call that
-    ends wakes its stand-ins at once, and one whose worker died leaves its lock that long.
+    A call that ends wakes its stand-ins at once, and one whose worker died leaves its lock up to
+    its stale time limit: a parked stand-in's watch comes after 2 s, then twice as long each
+    time, up to that limit, so that it costs fewer messages than looking at a running call. An
+    eager stand-in, which waits in place, looks after the pauses of :data:`JOIN_CHECK_DELAYS`.
     """
     delay = JOIN_CHECK_DELAYS[min(checks, len(JOIN_CHECK_DELAYS) - 1)]
+    if request.is_eager:
+        return delay
     limit = float(read_header(request, STALE_TIME_LIMIT_HEADER) or delay)
-    return max(delay, min(2.0**checks, limit))
+    return max(delay, min(2.0 ** (checks + 1), limit))
 
 
 def _wait_or_watch(
