@@ -36,6 +36,11 @@ finished = Counter()
 gate = threading.Event()
 
 
+def _one_key(task: Any, prefix: str, *_arguments: Any) -> str:
+    """Every call of ``bench.joined`` has the same key: all but the first join it."""
+    return f"{prefix}:{task.name}:the-one-call"
+
+
 def make_app(name: str, broker: str) -> tuple[Celery, dict[str, Any]]:
     """Return a Celery app on ``broker`` with the benchmark's tasks, by short name."""
     app = Celery(name, broker=broker, set_as_current=False)
@@ -61,6 +66,18 @@ def make_app(name: str, broker: str) -> tuple[Celery, dict[str, Any]]:
         finished.add()
         return x
 
+    @app.task(
+        base=DjangoTask,
+        name="bench.joined",
+        shared=False,
+        unique=True,
+        stale_time_limit=60,
+        unique_key_generator=_one_key,
+    )
+    def joined(x: int) -> int:
+        finished.add()
+        return x
+
     @app.task(base=Task, name="bench.wait_for_gate", shared=False)
     def wait_for_gate() -> None:
         gate.wait(timeout=60)
@@ -69,6 +86,7 @@ def make_app(name: str, broker: str) -> tuple[Celery, dict[str, Any]]:
         "plain": plain,
         "django": django,
         "unique": unique,
+        "joined": joined,
         "wait_for_gate": wait_for_gate,
     }
     return app, {name: task._get_current_object() for name, task in tasks.items()}  # noqa: SLF001

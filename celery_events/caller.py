@@ -107,7 +107,7 @@ def apply(
     if options and "using" in options and not is_on_commit:
         # django-celery-extensions took it from any call: it is not the broker's.
         using = options.pop("using")
-    named_invocation = call_options.invocation_id_of(options)
+    named_invocation = call_options.invocation_id_of(options) if options else None
     # A task id the caller gave is in the hooks' options from the start, as it was in
     # django-celery-extensions' (they gain the rest when the call triggers).
     caller_options = options if task_id is None else {"task_id": task_id, **options}
@@ -198,9 +198,10 @@ def trigger(
         Exception: the lock store, the encoding or the publish failed; the call's
             ``invocation_failure`` was sent.
     """
+    args, kwargs = result.args, result.kwargs
     try:
         ignore_key = (
-            task._get_ignore_key(result.args, result.kwargs)  # noqa: SLF001 - the key seam
+            task._get_ignore_key(args, kwargs)  # noqa: SLF001 - the key seam
             if call_options.checks_ignore_window(task, options.get("ignore_task_after_success"))
             else None
         )
@@ -209,7 +210,7 @@ def trigger(
             result,
             task_id,
             options,
-            unique_key=task._get_unique_key(result.args, result.kwargs),  # noqa: SLF001
+            unique_key=task._get_unique_key(args, kwargs),  # noqa: SLF001
             ignore_key=ignore_key,
         )
         result.set_options(hook_options)
@@ -227,8 +228,8 @@ def trigger(
             signals.invocation_failure,
             task.on_invocation_failure,
             result.invocation_id,
-            result.args,
-            result.kwargs,
+            args,
+            kwargs,
             task_id,
             exc,
             result.options,

@@ -24,12 +24,16 @@ anything else (another project, celery-events 0.1.0, a hand) is refused, so that
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, TypeAlias
 
 from django.conf import settings as django_settings
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.crypto import constant_time_compare
+from django.utils.encoding import force_bytes
 
 from celery_events.config import settings
 
@@ -181,7 +185,15 @@ def _with_arguments(
 
 
 def _signature(text: str, secret: str | bytes) -> str:
-    return salted_hmac(_SALT, text, secret=secret, algorithm="sha256").hexdigest()
+    # Django's salted_hmac, with its key derived once per secret: an entry is signed on every
+    # trigger of a unique call.
+    return hmac.new(_signing_key(secret), text.encode(), hashlib.sha256).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _signing_key(secret: str | bytes) -> bytes:
+    """Return the key that ``salted_hmac(_SALT, ..., secret=secret)`` signs with."""
+    return hashlib.sha256(force_bytes(_SALT) + force_bytes(secret)).digest()
 
 
 def read_entry(value: bytes) -> Entry:
