@@ -142,7 +142,8 @@ def test_an_entry_signed_with_a_fallback_secret_is_read():
             signed(f'{{"task": "{TASK}", "kind": "unique", "key": "k", "id": "t", "args": []}}'),
             "field 'args'",
         ),
-        (signed("[" * 4000 + "]" * 4000), "not JSON"),
+        # Python 3.13's decoder takes any depth an entry's length allows; older ones refuse it.
+        (signed("[" * 4000 + "]" * 4000), "not JSON|not a JSON object but list"),
         (b"x" * (8 * ENTRY_ARGUMENTS_LIMIT + 1), "longer than any entry"),
     ],
     ids=[
