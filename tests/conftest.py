@@ -86,6 +86,19 @@ def _clean_cache(redis_client) -> Iterator[None]:
         redis_client.delete(*keys)
 
 
+@pytest.fixture(autouse=True)
+def _new_task_sender() -> None:
+    """Every test publishes through a task sender made for it.
+
+    Celery 5.5's sender sends ``before_task_publish`` and ``after_task_publish`` only when the
+    receivers list it saw when it was made is not empty. A weakly connected receiver that dies
+    (django-structlog's, in tests/test_exporter_neighbours.py) makes the signal replace that
+    list, and the exporter a later test connects would never hear a publish. Celery 5.7 looks
+    at the signal on every publish.
+    """
+    app.amqp.__dict__.pop("send_task_message", None)
+
+
 @contextmanager
 def running_worker(
     log: Path,

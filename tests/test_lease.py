@@ -8,6 +8,7 @@ backend that the test kills and starts again (a redis-server of its own, never t
 
 from __future__ import annotations
 
+import gc
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from celery import Celery, chain, group
 from celery.app.task import Task
 from celery.signals import before_task_publish
 from django.conf import settings as django_settings
+from kombu.transport.redis import Channel as RedisChannel
 
 from celery_events.config import settings as ce_settings
 from celery_events.locks import RedisLockStore, get_lock_store
@@ -220,6 +222,9 @@ def test_stand_ins_outlive_a_result_backend_outage(private_worker):
             outcomes = [
                 results.AsyncResult(member.id).get(timeout=60) for member in members.results
             ]
+            # A result unsubscribes from its Redis when it is collected (AsyncResult.__del__):
+            # it must be while that Redis runs, not in a later test.
+            gc.collect()
 
     assert outcomes == [5, 5, 5]
 
@@ -327,6 +332,10 @@ def test_stand_in_delivered_twice_completes_its_task_id_once(concurrent_worker, 
 # 9: a Redis broker's visibility timeout delivers a running message again.
 
 
+@pytest.mark.skipif(
+    not hasattr(RedisChannel, "unacked_restore_interval"),
+    reason="this kombu looks for messages past their visibility timeout every 100 s",
+)
 def test_message_delivered_again_by_the_visibility_timeout_never_runs_twice(tmp_path):
     argument = uuid.uuid4().hex
     with running_worker(
