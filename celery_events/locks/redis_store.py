@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from redis.cluster import PIPELINE_BLOCKED_COMMANDS, RedisCluster
 from redis.exceptions import NoScriptError
 
 from . import scripts
@@ -63,6 +64,10 @@ _ENDED: Final = 4
 _LOOK_OUTCOME: Final = 1
 _LOOK_STILL_HELD: Final = 2
 _LOOK_HELD_BY_ANOTHER: Final = 3
+
+#: redis-py before 8.2 refuses ``EVALSHA`` in a cluster's pipeline: there, a process renews the
+#: leases of its bodies one round trip each.
+_CLUSTER_PIPELINES_RUN_SCRIPTS: Final = "EVALSHA" not in PIPELINE_BLOCKED_COMMANDS
 
 
 def _milliseconds(seconds: float | None) -> int:
@@ -148,7 +153,10 @@ class RedisLockStore(LockListing):
         )
 
     def renew(self, leases: Sequence[Lease]) -> list[bool]:
-        """See :meth:`LockStore.renew`; one pipeline (one round trip, one per cluster node)."""
+        """See :meth:`LockStore.renew`; one pipeline (one round trip, one per cluster node).
+
+        With redis-py before 8.2, a cluster's renewals are a round trip each.
+        """
         with self.binding.guard(f"renew the leases of {len(leases)} running attempts"):
             try:
                 replies = self._renew_all(leases)
@@ -158,15 +166,22 @@ class RedisLockStore(LockListing):
         return [bool(renewed) for renewed in replies]
 
     def _renew_all(self, leases: Sequence[Lease]) -> list[Any]:
-        pipe = self.binding.client.pipeline(transaction=False)
+        client = self.binding.client
+        if isinstance(client, RedisCluster) and not _CLUSTER_PIPELINES_RUN_SCRIPTS:
+            return [self._renew_one(lease, client) for lease in leases]
+        pipe = client.pipeline(transaction=False)
         for lease in leases:
-            keys = self._lease_keys(lease.unique_key, None, lock_entry=False)
-            self._renew(
-                keys=[name for _, name in keys],
-                args=self._arguments(keys, lease.task_id, ttl=lease.ttl, token=lease.token),
-                client=pipe,
-            )
+            self._renew_one(lease, pipe)
         return pipe.execute()
+
+    def _renew_one(self, lease: Lease, client: Any) -> Any:
+        """Renew ``lease`` through ``client``: its reply, or the pipeline when it is one."""
+        keys = self._lease_keys(lease.unique_key, None, lock_entry=False)
+        return self._renew(
+            keys=[name for _, name in keys],
+            args=self._arguments(keys, lease.task_id, ttl=lease.ttl, token=lease.token),
+            client=client,
+        )
 
     def step_out(self, lease: Lease, lock_ttl: float) -> None:
         """See :meth:`LockStore.step_out`; one round trip to Redis."""
