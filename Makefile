@@ -56,6 +56,7 @@ clean:
 bench: $(STAMP)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.lock_commands
+	$(PY) -m benchmarks.joins
 	$(PY) -m benchmarks.scale
 	$(PY) -m benchmarks.admin_page
 
