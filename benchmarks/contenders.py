@@ -114,8 +114,8 @@ DJANGO_OTEL = Contender("DjangoTask + opentelemetry", "django", exporters(["open
 DJANGO_BOTH = Contender(
     "DjangoTask + both exporters", "django", exporters(["structlog", "opentelemetry"])
 )
-LEAN_LEVELS: Final = {"invocation_applied": "debug", "task_started": "debug"}
-"""The structlog exporter's levels that leave one line per call and one per attempt at info."""
+LEAN_LEVELS: Final = {"task_started": "debug"}
+"""The structlog exporter's levels that leave one line per attempt at info, as per call."""
 DJANGO_BOTH_LEAN = Contender(
     "DjangoTask + both, one line per call and attempt",
     "django",

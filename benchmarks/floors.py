@@ -1,8 +1,8 @@
 """The floors: what structlog and the OpenTelemetry SDK need for what an exporter writes per call.
 
 An exporter's added cost per ``apply_async`` is measured against the work the library under it
-cannot avoid for the same output: structlog rendering the call's two lines (``invocation_applied``
-and ``invocation_triggered``, with their fields), and the SDK starting a PRODUCER span with the
+cannot avoid for the same output: structlog rendering the call's line at info
+(``invocation_triggered``, with its fields), and the SDK starting a PRODUCER span with the
 call's nine attributes, setting the two the trigger adds, injecting W3C context into a dict,
 ending the span and recording the two metric points of a sent message (the counter of sent
 messages and the histogram of the publish's duration, with their attributes). A floor stands in
@@ -41,27 +41,20 @@ class _Floor:
 
 
 class StructlogFloor(_Floor):
-    """Renders the two lines of a call through the configured structlog processors."""
+    """Renders the line of a call through the configured structlog processors."""
 
     _logger = structlog.get_logger("celery_events")
 
     def apply_async(self, args: tuple[Any, ...]) -> None:
-        """Log what the structlog exporter logs for one triggered call, and publish it."""
+        """Log what the structlog exporter logs at info for one triggered call, and publish it."""
         call_id = str(args[0])
-        self._logger.info(
-            "invocation_applied",
-            invocation_id=call_id,
-            task_id=None,
-            task_name=TASK_NAME,
-            queue="celery",
-            is_on_commit=False,
-        )
         self._logger.info(
             "invocation_triggered",
             invocation_id=call_id,
             task_id=call_id,
             task_name=TASK_NAME,
             queue="celery",
+            is_on_commit=False,
             eta=None,
         )
         self._task.apply_async(args=args)

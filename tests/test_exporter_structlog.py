@@ -10,6 +10,7 @@ import pytest
 import structlog
 from celery.exceptions import TimeoutError
 from django.apps import apps
+from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from kombu.exceptions import OperationalError
@@ -55,14 +56,14 @@ def fixture_lines(exporter):
 
 
 class TestCaller:
-    def test_triggered_call_logs_applied_then_triggered(self, lines):
+    def test_triggered_call_logs_applied_at_debug_then_triggered(self, lines):
         result = tasks.caller_plain.apply_async(args=(1,))
 
         task = tasks.caller_plain
         assert lines == [
             _call(
                 "invocation_applied",
-                "info",
+                "debug",
                 result,
                 task,
                 task_id=None,
@@ -76,9 +77,20 @@ class TestCaller:
                 task,
                 task_id=result.task_id,
                 queue="caller-only",
+                is_on_commit=False,
                 eta=None,
             ),
         ]
+
+    @pytest.mark.django_db(transaction=True)
+    def test_on_commit_call_logs_triggered_at_the_commit_with_is_on_commit(self, lines):
+        with transaction.atomic():
+            tasks.caller_plain.apply_async_on_commit(args=(1,))
+            in_transaction = [(line["event"], line["log_level"]) for line in lines]
+
+        assert in_transaction == [("invocation_applied", "debug")]
+        assert lines[1]["event"] == "invocation_triggered"
+        assert lines[1]["is_on_commit"] is True
 
     def test_triggered_call_with_countdown_logs_its_eta(self, lines):
         before = timezone.now()
@@ -95,7 +107,7 @@ class TestCaller:
         assert lines[2:] == [
             _call(
                 "invocation_applied",
-                "info",
+                "debug",
                 second,
                 tasks.caller_unique,
                 task_id=None,
@@ -120,7 +132,7 @@ class TestCaller:
         assert lines[-2:] == [
             _call(
                 "invocation_applied",
-                "info",
+                "debug",
                 ignored,
                 tasks.ignored_after_success,
                 task_id=None,
@@ -269,7 +281,7 @@ class TestOptions:
             tasks.flaky.apply_async(args=(1,))
 
         assert [(line["event"], line["log_level"]) for line in lines] == [
-            ("invocation_applied", "info"),
+            ("invocation_applied", "debug"),
             ("invocation_triggered", "info"),
             ("task_started", "info"),
             ("task_retrying", "info"),
@@ -278,7 +290,7 @@ class TestOptions:
         ]
 
     @override_settings(DJANGO_CELERY_EXTENSIONS_EXPORTERS={"structlog": {"log_args": True}})
-    def test_log_args_option_adds_args_and_kwargs_to_applied_and_started(self, eager):
+    def test_log_args_option_adds_args_and_kwargs_to_applied_triggered_and_started(self, eager):
         with structlog.testing.capture_logs() as lines:
             tasks.add.apply_async(args=(1,), kwargs={"y": 2})
 
@@ -286,7 +298,11 @@ class TestOptions:
             (line["event"], line.get("args"), line.get("kwargs"))
             for line in lines
             if "args" in line or "kwargs" in line
-        ] == [("invocation_applied", (1,), {"y": 2}), ("task_started", (1,), {"y": 2})]
+        ] == [
+            ("invocation_applied", (1,), {"y": 2}),
+            ("invocation_triggered", (1,), {"y": 2}),
+            ("task_started", (1,), {"y": 2}),
+        ]
 
     def test_args_and_kwargs_are_left_out_by_default(self, eager, lines):
         tasks.add.apply_async(args=(1,), kwargs={"y": 2})

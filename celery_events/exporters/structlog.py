@@ -71,6 +71,9 @@ LEVEL_NAMES: Final = ("debug", "info", "warning", "error", "critical")
 DEFAULT_LEVELS: Final[Mapping[str, str]] = MappingProxyType(
     {
         **dict.fromkeys(EVENT_NAMES.values(), "info"),
+        # The call's next line (triggered, deduplicated, ignored or failed) follows at once with
+        # what this one has; at info, a call is one line, as django-structlog's task_enqueued.
+        "invocation_applied": "debug",
         "task_retrying": "warning",
         "task_failed": "error",
         "invocation_failed": "error",
@@ -100,8 +103,9 @@ class StructlogExporter(SignalExporter):
     Args:
         levels: log levels by event name, overriding :data:`DEFAULT_LEVELS` (e.g.
             ``{"task_retrying": "info"}``).
-        log_args: also log the task's ``args`` and ``kwargs`` (on ``invocation_applied`` and
-            ``task_started``); off by default, as they may hold personal data.
+        log_args: also log the task's ``args`` and ``kwargs`` (on ``invocation_applied``,
+            ``invocation_triggered`` and ``task_started``); off by default, as they may hold
+            personal data.
         max_in_flight: how many running attempts are followed at once (their start time and
             context tokens); past it the oldest is forgotten.
 
@@ -186,9 +190,7 @@ class StructlogExporter(SignalExporter):
             "queue": options["queue"],
             "is_on_commit": options["is_on_commit"],
         }
-        if self._log_args:
-            fields["args"] = args
-            fields["kwargs"] = kwargs
+        self._add_arguments(fields, args, kwargs)
         self._write("invocation_applied", fields)
 
     def _triggered(
@@ -197,20 +199,22 @@ class StructlogExporter(SignalExporter):
         *,
         invocation_id: str,
         task_id: str,
+        args: Any,
+        kwargs: Any,
         options: Mapping[str, Any],
         **_: Any,
     ) -> None:
         eta = options["eta"]
-        self._write(
-            "invocation_triggered",
-            {
-                "invocation_id": invocation_id,
-                "task_id": task_id,
-                "task_name": task.name,
-                "queue": options["queue"],
-                "eta": None if eta is None else eta.isoformat(),
-            },
-        )
+        fields = {
+            "invocation_id": invocation_id,
+            "task_id": task_id,
+            "task_name": task.name,
+            "queue": options["queue"],
+            "is_on_commit": options["is_on_commit"],
+            "eta": None if eta is None else eta.isoformat(),
+        }
+        self._add_arguments(fields, args, kwargs)
+        self._write("invocation_triggered", fields)
 
     def _invocation(
         self,
@@ -260,9 +264,7 @@ class StructlogExporter(SignalExporter):
             "retries": retries,
             "queue_wait_ms": None if wait is None else round(wait * 1000, 3),
         }
-        if self._log_args:
-            fields["args"] = args
-            fields["kwargs"] = kwargs
+        self._add_arguments(fields, args, kwargs)
         self._log("task_started", fields)
 
     def _retrying(
@@ -298,6 +300,12 @@ class StructlogExporter(SignalExporter):
         self, task: Task[Any, Any], *, invocation_id: str, task_id: str, **_: Any
     ) -> None:
         self._ended("task_succeeded", task, invocation_id, task_id, None)
+
+    def _add_arguments(self, fields: dict[str, Any], args: Any, kwargs: Any) -> None:
+        """Add the task's ``args`` and ``kwargs`` to ``fields`` when ``log_args`` is on."""
+        if self._log_args:
+            fields["args"] = args
+            fields["kwargs"] = kwargs
 
     def _write(self, event: str, fields: dict[str, Any]) -> None:
         """Log ``event`` with ``fields`` at its level.
