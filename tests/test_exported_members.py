@@ -14,6 +14,7 @@ MODULES = [
     "celery_events.exporters.base",
     "celery_events.exporters.opentelemetry",
     "celery_events.exporters.semconv",
+    "celery_events.exporters.span_tree",
     "celery_events.exporters.structlog",
     "celery_events.locks.base",
     "celery_events.locks.beat_lock",
