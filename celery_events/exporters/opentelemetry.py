@@ -24,15 +24,14 @@ Only opentelemetry-api is used: without an SDK configured, nothing is recorded. 
 from __future__ import annotations
 
 import time
-from functools import cache, lru_cache, partial
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from celery import signals as celery_signals
 from celery import states
 from opentelemetry import context, metrics, propagate, trace
 from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind
 
 from celery_events import signals
 from celery_events.__about__ import __version__
@@ -41,18 +40,26 @@ from celery_events.headers import INVOCATION_ID_HEADER, queue_wait, read_header
 from . import semconv
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
 from .neighbours import CeleryInstrumentation, celery_instrumentation
+from .otel_attributes import (
+    attempt_attributes,
+    broker,
+    publish_attributes,
+    record_error,
+    type_name,
+)
+from .otel_records import Attempt, Publish
 from .span_tree import format_span_tree
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, MutableMapping
-    from contextvars import Token
     from datetime import datetime
 
-    from celery import Celery, Task
+    from celery import Task
     from celery.app.task import Context as Request
-    from opentelemetry.context import Context
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AnyValue, Attributes
+
+    from .otel_records import Call
 
 __all__ = ["OpenTelemetryExporter", "format_span_tree"]
 
@@ -69,114 +76,6 @@ class _RequestHeaders(Getter["Request"]):
 
 
 _REQUEST_HEADERS = _RequestHeaders()
-
-
-_Call: TypeAlias = "tuple[str, int, Context, dict[str, AnyValue]]"
-"""A call between apply and its outcome: its span's name, start (``time.time_ns()``), parent
-context and attributes. The span is started at the outcome, when it is known whose span the
-call's publish is (the instrumentor's or ours)."""
-
-
-class _Publish:
-    """A triggered call between its trigger and the broker taking its message.
-
-    ``metric`` holds the attributes of its sent message's metric point and of its publish's.
-    """
-
-    __slots__ = ("call", "headers", "metric", "owned", "span", "start", "task")
-
-    def __init__(
-        self,
-        task: Task[Any, Any],
-        call: _Call,
-        metric: tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]],
-        headers: MutableMapping[str, Any],
-        span: Span | None,
-    ) -> None:
-        self.task = task
-        self.call = call
-        self.metric = metric
-        self.headers = headers
-        self.span = span
-        self.owned = span is not None
-        """Whether the span is the exporter's own (else the instrumentor's, once found)."""
-        self.start = time.perf_counter()
-
-
-class _Attempt:
-    """A running attempt: its span, whether it is the exporter's own, and what ends it."""
-
-    __slots__ = ("carried", "metric", "span", "start", "token")
-
-    def __init__(
-        self,
-        span: Span,
-        token: Token[Context] | None,
-        carried: Context,
-        metric: Mapping[str, AnyValue],
-    ) -> None:
-        self.span = span
-        self.token = token
-        """The token of the context the exporter attached; None on the instrumentor's span."""
-        self.carried = carried
-        self.metric = metric
-        self.start = time.perf_counter()
-
-
-@cache
-def _broker(app: Celery) -> Mapping[str, AnyValue]:
-    """Return ``server.address`` and ``server.port`` of the broker ``app`` publishes to.
-
-    Read once per app, from its write connection's URL (``broker_write_url`` or ``broker_url``):
-    a call given a connection of its own is reported with its app's broker.
-    """
-    with app.connection_for_write() as connection:
-        host, port = connection.hostname, connection.port
-    server: dict[str, AnyValue] = {}
-    if host:
-        server[semconv.SERVER_ADDRESS] = host
-        if port:
-            server[semconv.SERVER_PORT] = int(port)
-    return server
-
-
-@lru_cache(maxsize=1024)
-def _publish_attributes(
-    app: Celery, task_name: str, operation: AnyValue, queue: str
-) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
-    """Return the metric attributes of a task's sent messages, and of their publish.
-
-    Made once for each task, operation and queue, as calls repeat them.
-    """
-    sent = {
-        semconv.MESSAGING_SYSTEM: semconv.CELERY,
-        semconv.MESSAGING_OPERATION_NAME: operation,
-        semconv.MESSAGING_DESTINATION_NAME: queue,
-        semconv.TASK_NAME: task_name,
-        **_broker(app),
-    }
-    publish = {**sent, semconv.MESSAGING_OPERATION_TYPE: semconv.SEND}
-    return MappingProxyType(sent), MappingProxyType(publish)
-
-
-@lru_cache(maxsize=1024)
-def _attempt_attributes(
-    task_name: str, queue: str | None
-) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
-    """Return the metric attributes of a task's consumed messages, and of their queue wait.
-
-    Made once for each task and queue (None when eager), as attempts repeat them.
-    """
-    wait: dict[str, AnyValue] = {semconv.TASK_NAME: task_name}
-    consumed: dict[str, AnyValue] = {
-        semconv.MESSAGING_SYSTEM: semconv.CELERY,
-        semconv.MESSAGING_OPERATION_NAME: semconv.RUN,
-        semconv.TASK_NAME: task_name,
-    }
-    if queue:
-        consumed[semconv.MESSAGING_DESTINATION_NAME] = queue
-        wait[semconv.MESSAGING_DESTINATION_NAME] = queue
-    return MappingProxyType(consumed), MappingProxyType(wait)
 
 
 class OpenTelemetryExporter(SignalExporter):
@@ -299,9 +198,9 @@ class OpenTelemetryExporter(SignalExporter):
         call = (f"{operation} {task.name}", time.time_ns(), context.get_current(), attributes)
         self._calls.add(invocation_id, call)
 
-    def _outcome(self, outcome: str, invocation_id: str, task_id: str | None) -> _Call | None:
+    def _outcome(self, outcome: str, invocation_id: str, task_id: str | None) -> Call | None:
         """Return the call, no longer waiting for an outcome, with its outcome in its attributes."""
-        call: _Call | None = self._calls.pop(invocation_id)
+        call: Call | None = self._calls.pop(invocation_id)
         if call is not None:
             attributes = call[3]
             attributes[semconv.INVOCATION_OUTCOME] = outcome
@@ -309,7 +208,7 @@ class OpenTelemetryExporter(SignalExporter):
                 attributes[semconv.MESSAGING_MESSAGE_ID] = task_id
         return call
 
-    def _start_call_span(self, call: _Call) -> Span:
+    def _start_call_span(self, call: Call) -> Span:
         name, start, parent, attributes = call
         return self._tracer.start_span(
             name, context=parent, kind=SpanKind.PRODUCER, attributes=attributes, start_time=start
@@ -333,8 +232,8 @@ class OpenTelemetryExporter(SignalExporter):
         if call is None:
             return
         attributes = call[3]
-        attributes.update(_broker(task.app))
-        metric = _publish_attributes(
+        attributes.update(broker(task.app))
+        metric = publish_attributes(
             task.app, task.name, attributes[semconv.MESSAGING_OPERATION_NAME], options["queue"]
         )
         headers = options["headers"]
@@ -345,11 +244,11 @@ class OpenTelemetryExporter(SignalExporter):
             and not task.app.conf.task_always_eager
         ):
             self._follow(instrumentation)
-            self._publishing.add(invocation_id, _Publish(task, call, metric, headers, None))
+            self._publishing.add(invocation_id, Publish(task, call, metric, headers, None))
             return
         span = self._start_call_span(call)
         propagate.inject(headers, context=trace.set_span_in_context(span))
-        self._publishing.add(invocation_id, _Publish(task, call, metric, headers, span))
+        self._publishing.add(invocation_id, Publish(task, call, metric, headers, span))
 
     def _publishing_message(
         self, *, headers: MutableMapping[str, Any] | None = None, **_: Any
@@ -367,11 +266,11 @@ class OpenTelemetryExporter(SignalExporter):
             if publish is not None and publish.span is None:
                 self._adopt(publish, task_id)
         if self._attempts:
-            attempt: _Attempt | None = self._attempts.get(task_id)
+            attempt: Attempt | None = self._attempts.get(task_id)
             if attempt is not None and attempt.token is None:  # published inside its attempt
                 propagate.inject(headers, context=attempt.carried)
 
-    def _adopt(self, publish: _Publish, task_id: str | None) -> None:
+    def _adopt(self, publish: Publish, task_id: str | None) -> None:
         """Give the instrumentor's open span of the call's publish the call's attributes."""
         instrumentation = self._instrumentation
         if instrumentation is None or task_id is None:
@@ -393,7 +292,7 @@ class OpenTelemetryExporter(SignalExporter):
             self._end_published(invocation_id, headers.get("id"))
 
     def _end_published(self, invocation_id: str | None, task_id: str | None) -> None:
-        publish: _Publish | None = self._publishing.pop(invocation_id)
+        publish: Publish | None = self._publishing.pop(invocation_id)
         if publish is None:
             return
         if publish.span is None:  # the instrumentor's receivers run after this one
@@ -439,8 +338,8 @@ class OpenTelemetryExporter(SignalExporter):
         Beside the instrumentor, its span of a publish that failed never ends: the exporter
         makes the call's span.
         """
-        error_type = _type_name(exc)
-        publish: _Publish | None = self._publishing.pop(invocation_id)
+        error_type = type_name(exc)
+        publish: Publish | None = self._publishing.pop(invocation_id)
         if publish is None:  # failed before the publish
             self._unpublished.add(
                 1, {semconv.TASK_NAME: task.name, semconv.INVOCATION_OUTCOME: semconv.FAILED}
@@ -460,7 +359,7 @@ class OpenTelemetryExporter(SignalExporter):
             else:
                 span.set_attribute(semconv.INVOCATION_OUTCOME, semconv.FAILED)
         if span is not None:
-            _record_error(span, exc, error_type)
+            record_error(span, exc, error_type)
             span.end()
 
     def _timed_out(
@@ -485,7 +384,7 @@ class OpenTelemetryExporter(SignalExporter):
             kind=SpanKind.INTERNAL,
             attributes=attributes,
         )
-        _record_error(span, ex, _type_name(ex))
+        record_error(span, ex, type_name(ex))
         span.end()
 
     # Where the task runs: one CONSUMER span per attempt.
@@ -507,7 +406,7 @@ class OpenTelemetryExporter(SignalExporter):
         queue = (request.delivery_info or {}).get("routing_key")
         if queue:  # None when eager: no queue is involved
             attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
-        metric, wait_attributes = _attempt_attributes(task.name, queue)
+        metric, wait_attributes = attempt_attributes(task.name, queue)
         wait = queue_wait(request, time.time())
         if wait is not None:
             attributes[semconv.TASK_QUEUE_WAIT] = wait
@@ -518,7 +417,7 @@ class OpenTelemetryExporter(SignalExporter):
             span = instrumentation.span(task, task_id, publish=False)
             if span is not None:  # the instrumentor's attempt span is current: ours is not made
                 span.set_attributes(attributes)
-                self._attempts.add(task_id, _Attempt(span, None, carried, metric))
+                self._attempts.add(task_id, Attempt(span, None, carried, metric))
                 self._follow(instrumentation)
                 return
         parent = carried
@@ -535,7 +434,7 @@ class OpenTelemetryExporter(SignalExporter):
             links=links,
         )
         token = context.attach(trace.set_span_in_context(span, carried))
-        self._attempts.add(task_id, _Attempt(span, token, carried, metric))
+        self._attempts.add(task_id, Attempt(span, token, carried, metric))
 
     def _follow(self, instrumentation: CeleryInstrumentation) -> None:
         """Have Celery call the exporter after the instrumentor when a message is published.
@@ -567,7 +466,7 @@ class OpenTelemetryExporter(SignalExporter):
     ) -> None:
         retry: dict[str, AnyValue] = {semconv.RETRY_ETA: eta.isoformat()}
         if exc is not None:
-            retry[semconv.EXCEPTION_TYPE] = _type_name(exc)
+            retry[semconv.EXCEPTION_TYPE] = type_name(exc)
             retry[semconv.EXCEPTION_MESSAGE] = str(exc)
         self._end_attempt(task_id, states.RETRY, retry=retry)
 
@@ -595,7 +494,7 @@ class OpenTelemetryExporter(SignalExporter):
         The instrumentor's span is left to the instrumentor to end, and its failure to record:
         the exporter adds the state, the retry and the error type.
         """
-        attempt: _Attempt | None = self._attempts.pop(task_id)
+        attempt: Attempt | None = self._attempts.pop(task_id)
         if attempt is None:
             return
         span = attempt.span
@@ -603,28 +502,14 @@ class OpenTelemetryExporter(SignalExporter):
             span.add_event(semconv.RETRY_EVENT, retry)
         metric = {**attempt.metric, semconv.TASK_STATE: state}
         if exc is not None:
-            error_type = _type_name(exc)
+            error_type = type_name(exc)
             metric[semconv.ERROR_TYPE] = error_type
             if attempt.token is None:
                 span.set_attribute(semconv.ERROR_TYPE, error_type)
             else:
-                _record_error(span, exc, error_type)
+                record_error(span, exc, error_type)
         span.set_attribute(semconv.TASK_STATE, state)
         if attempt.token is not None:
             span.end()
             context.detach(attempt.token)
         self._process_durations.record(time.perf_counter() - attempt.start, metric)
-
-
-def _type_name(exc: BaseException) -> str:
-    """Return the exception's class as ``module.QualName`` (only the name for built-ins)."""
-    cls = type(exc)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
-
-
-def _record_error(span: Span, exc: BaseException, error_type: str) -> None:
-    span.record_exception(exc)
-    span.set_attribute(semconv.ERROR_TYPE, error_type)
-    span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
