@@ -14,7 +14,8 @@ message it sees: the exporter writes its attributes on the instrumentor's PRODUC
 triggered call's publish and on its CONSUMER span of each attempt, and makes its own spans only
 for what the instrumentor cannot see (a call that joins, is ignored or fails before its publish,
 an eager call, a timed-out wait). A retry's message then carries the call's trace context again,
-so that every attempt is a child of the call's span, as without the instrumentor.
+so that every attempt is a child of the call's span, as without the instrumentor
+(:mod:`celery_events.exporters.otel_neighbour`).
 
 Only opentelemetry-api is used: without an SDK configured, nothing is recorded. The names are in
 :mod:`celery_events.exporters.semconv` and ``docs/exporters.md``. :func:`format_span_tree`, from
@@ -39,7 +40,7 @@ from celery_events.headers import INVOCATION_ID_HEADER, queue_wait, read_header
 
 from . import semconv
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
-from .neighbours import CeleryInstrumentation, celery_instrumentation
+from .neighbours import celery_instrumentation
 from .otel_attributes import (
     attempt_attributes,
     broker,
@@ -47,11 +48,12 @@ from .otel_attributes import (
     record_error,
     type_name,
 )
+from .otel_neighbour import BesideInstrumentor
 from .otel_records import Attempt, Publish
 from .span_tree import format_span_tree
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, MutableMapping
+    from collections.abc import Mapping
     from datetime import datetime
 
     from celery import Task
@@ -107,9 +109,12 @@ class OpenTelemetryExporter(SignalExporter):
         self._calls = self.in_flight(max_in_flight)
         self._publishing = self.in_flight(max_in_flight)
         self._attempts = self.in_flight(max_in_flight)
-        self._instrumentation = celery_instrumentation()
-        self._followed = 0
-        """How many receivers ``before_task_publish`` had when :meth:`_follow` last looked."""
+        instrumentation = celery_instrumentation()
+        self._beside = (
+            None
+            if instrumentation is None
+            else BesideInstrumentor(instrumentation, self._publishing, self._attempts)
+        )
         # Proxies until the application sets its providers, then the real thing: getting them
         # here, once, is right even when the SDK is configured after Django started.
         self._tracer = trace.get_tracer(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
@@ -172,13 +177,13 @@ class OpenTelemetryExporter(SignalExporter):
     def disconnect(self) -> None:
         """Disconnect every receiver, the one connected beside the instrumentor too."""
         super().disconnect()
-        celery_signals.before_task_publish.disconnect(self._publishing_message)
-        self._followed = 0
+        if self._beside is not None:
+            self._beside.disconnect()
 
-    def _active_instrumentation(self) -> CeleryInstrumentation | None:
-        """Return the Celery instrumentation when it traces this process now, else None."""
-        instrumentation = self._instrumentation
-        return instrumentation if instrumentation is not None and instrumentation.active else None
+    def _active_beside(self) -> BesideInstrumentor | None:
+        """Return the work beside the instrumentor when it traces this process now, else None."""
+        beside = self._beside
+        return beside if beside is not None and beside.active else None
 
     # The caller's side: one PRODUCER span per call.
 
@@ -237,50 +242,14 @@ class OpenTelemetryExporter(SignalExporter):
             task.app, task.name, attributes[semconv.MESSAGING_OPERATION_NAME], options["queue"]
         )
         headers = options["headers"]
-        instrumentation = self._active_instrumentation()
-        if (
-            instrumentation is not None
-            and options["is_async"]
-            and not task.app.conf.task_always_eager
-        ):
-            self._follow(instrumentation)
+        beside = self._active_beside()
+        if beside is not None and options["is_async"] and not task.app.conf.task_always_eager:
+            beside.follow()
             self._publishing.add(invocation_id, Publish(task, call, metric, headers, None))
             return
         span = self._start_call_span(call)
         propagate.inject(headers, context=trace.set_span_in_context(span))
         self._publishing.add(invocation_id, Publish(task, call, metric, headers, span))
-
-    def _publishing_message(
-        self, *, headers: MutableMapping[str, Any] | None = None, **_: Any
-    ) -> None:
-        """Find the instrumentor's span of a message being published (before the broker has it).
-
-        A triggered call's span gets the call's attributes; a retry's message gets its call's
-        trace context back, so that the next attempt is the call's child, beside the others.
-        """
-        if not headers or self._active_instrumentation() is None:
-            return
-        task_id = headers.get("id")
-        if self._publishing:
-            publish = self._publishing.get(headers.get(INVOCATION_ID_HEADER) or task_id)
-            if publish is not None and publish.span is None:
-                self._adopt(publish, task_id)
-        if self._attempts:
-            attempt: Attempt | None = self._attempts.get(task_id)
-            if attempt is not None and attempt.token is None:  # published inside its attempt
-                propagate.inject(headers, context=attempt.carried)
-
-    def _adopt(self, publish: Publish, task_id: str | None) -> None:
-        """Give the instrumentor's open span of the call's publish the call's attributes."""
-        instrumentation = self._instrumentation
-        if instrumentation is None or task_id is None:
-            return
-        span = instrumentation.span(publish.task, task_id, publish=True)
-        if span is not None:
-            span.set_attributes(publish.call[3])
-            # Read back by a timeout's span, which joins the call's trace.
-            propagate.inject(publish.headers, context=trace.set_span_in_context(span))
-            publish.span = span
 
     def _published(
         self, *, sender: str, headers: Mapping[str, Any] | None = None, **_: Any
@@ -295,8 +264,9 @@ class OpenTelemetryExporter(SignalExporter):
         publish: Publish | None = self._publishing.pop(invocation_id)
         if publish is None:
             return
-        if publish.span is None:  # the instrumentor's receivers run after this one
-            self._adopt(publish, task_id)
+        # The instrumentor's receivers run after this one.
+        if publish.span is None and self._beside is not None:
+            self._beside.adopt_publish(publish, task_id)
         sent, operation = publish.metric
         self._sent.add(1, sent)
         self._operation_durations.record(time.perf_counter() - publish.start, operation)
@@ -412,14 +382,10 @@ class OpenTelemetryExporter(SignalExporter):
             attributes[semconv.TASK_QUEUE_WAIT] = wait
             self._queue_waits.record(wait, wait_attributes)
         self._consumed.add(1, metric)
-        instrumentation = self._active_instrumentation()
-        if instrumentation is not None:
-            span = instrumentation.span(task, task_id, publish=False)
-            if span is not None:  # the instrumentor's attempt span is current: ours is not made
-                span.set_attributes(attributes)
-                self._attempts.add(task_id, Attempt(span, None, carried, metric))
-                self._follow(instrumentation)
-                return
+        beside = self._active_beside()
+        # Where the instrumentor's span of the attempt is open, ours is not made.
+        if beside is not None and beside.adopt_attempt(task, task_id, attributes, carried, metric):
+            return
         parent = carried
         links: tuple[Link, ...] = ()
         if self.link_to_producer:
@@ -435,25 +401,6 @@ class OpenTelemetryExporter(SignalExporter):
         )
         token = context.attach(trace.set_span_in_context(span, carried))
         self._attempts.add(task_id, Attempt(span, token, carried, metric))
-
-    def _follow(self, instrumentation: CeleryInstrumentation) -> None:
-        """Have Celery call the exporter after the instrumentor when a message is published.
-
-        Connected only beside the instrumentor: any receiver of ``before_task_publish`` costs
-        every publish a dispatch. The instrumentor writes its publish's trace context into the
-        message; the exporter, run after it, finds the instrumentor's span and writes the call's
-        context back into a retry's message. Celery calls receivers in the order they were
-        connected, so the exporter's connects again, last, where it is not after the
-        instrumentor's (looked at again when the receivers change).
-        """
-        signal = celery_signals.before_task_publish
-        if len(signal.receivers) == self._followed:
-            return
-        receiver = self._publishing_message
-        if not instrumentation.runs_after(signal, receiver):
-            signal.disconnect(receiver)
-            signal.connect(receiver, weak=False)
-        self._followed = len(signal.receivers)
 
     def _retrying(
         self,
