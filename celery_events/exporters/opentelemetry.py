@@ -48,6 +48,7 @@ from .otel_attributes import (
     record_error,
     type_name,
 )
+from .otel_metrics import MessagingMetrics
 from .otel_neighbour import BesideInstrumentor
 from .otel_records import Attempt, Publish
 from .span_tree import format_span_tree
@@ -118,45 +119,8 @@ class OpenTelemetryExporter(SignalExporter):
         # Proxies until the application sets its providers, then the real thing: getting them
         # here, once, is right even when the SDK is configured after Django started.
         self._tracer = trace.get_tracer(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
-        meter = metrics.get_meter(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
-        self._sent = meter.create_counter(
-            semconv.SENT_MESSAGES_METRIC,
-            unit="{message}",
-            description="Task messages sent to the broker, by task name and queue.",
-        )
-        self._operation_durations = meter.create_histogram(
-            semconv.OPERATION_DURATION_METRIC,
-            unit="s",
-            description="Time to publish task messages, from trigger until the broker took them.",
-            explicit_bucket_boundaries_advisory=semconv.MESSAGING_DURATION_BUCKETS,
-        )
-        self._consumed = meter.create_counter(
-            semconv.CONSUMED_MESSAGES_METRIC,
-            unit="{message}",
-            description="Task messages delivered to an attempt, by task name and queue.",
-        )
-        self._process_durations = meter.create_histogram(
-            semconv.PROCESS_DURATION_METRIC,
-            unit="s",
-            description="Run time of task attempts, by task name, queue and final state.",
-            explicit_bucket_boundaries_advisory=semconv.MESSAGING_DURATION_BUCKETS,
-        )
-        self._unpublished = meter.create_counter(
-            semconv.UNPUBLISHED_METRIC,
-            unit="{invocation}",
-            description=(
-                "Task calls that sent no message, by task name and outcome (unique, ignored, "
-                "or failed before the publish)."
-            ),
-        )
-        self._queue_waits = meter.create_histogram(
-            semconv.QUEUE_WAIT_METRIC,
-            unit="s",
-            description=(
-                "Time task messages waited before their attempt started (since the call "
-                "triggered, or since their eta), by task name and queue."
-            ),
-            explicit_bucket_boundaries_advisory=semconv.QUEUE_WAIT_BUCKETS,
+        self._metrics = MessagingMetrics(
+            metrics.get_meter(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
         )
         receivers: dict[Any, Any] = {
             signals.invocation_apply: self._applied,
@@ -268,8 +232,8 @@ class OpenTelemetryExporter(SignalExporter):
         if publish.span is None and self._beside is not None:
             self._beside.adopt_publish(publish, task_id)
         sent, operation = publish.metric
-        self._sent.add(1, sent)
-        self._operation_durations.record(time.perf_counter() - publish.start, operation)
+        self._metrics.sent.add(1, sent)
+        self._metrics.operation_durations.record(time.perf_counter() - publish.start, operation)
         if publish.owned and publish.span is not None:
             publish.span.end()
 
@@ -284,7 +248,7 @@ class OpenTelemetryExporter(SignalExporter):
         **_: Any,
     ) -> None:
         """Make the PRODUCER span of a call that joined a running call or was ignored."""
-        self._unpublished.add(
+        self._metrics.unpublished.add(
             1, {semconv.TASK_NAME: task.name, semconv.INVOCATION_OUTCOME: outcome}
         )
         call = self._outcome(outcome, invocation_id, task_id)
@@ -311,15 +275,15 @@ class OpenTelemetryExporter(SignalExporter):
         error_type = type_name(exc)
         publish: Publish | None = self._publishing.pop(invocation_id)
         if publish is None:  # failed before the publish
-            self._unpublished.add(
+            self._metrics.unpublished.add(
                 1, {semconv.TASK_NAME: task.name, semconv.INVOCATION_OUTCOME: semconv.FAILED}
             )
             call = self._outcome(semconv.FAILED, invocation_id, task_id)
             span = None if call is None else self._start_call_span(call)
         else:  # triggered, then the publish failed
             sent, operation = publish.metric
-            self._sent.add(1, {**sent, semconv.ERROR_TYPE: error_type})
-            self._operation_durations.record(
+            self._metrics.sent.add(1, {**sent, semconv.ERROR_TYPE: error_type})
+            self._metrics.operation_durations.record(
                 time.perf_counter() - publish.start, {**operation, semconv.ERROR_TYPE: error_type}
             )
             publish.call[3][semconv.INVOCATION_OUTCOME] = semconv.FAILED
@@ -380,8 +344,8 @@ class OpenTelemetryExporter(SignalExporter):
         wait = queue_wait(request, time.time())
         if wait is not None:
             attributes[semconv.TASK_QUEUE_WAIT] = wait
-            self._queue_waits.record(wait, wait_attributes)
-        self._consumed.add(1, metric)
+            self._metrics.queue_waits.record(wait, wait_attributes)
+        self._metrics.consumed.add(1, metric)
         beside = self._active_beside()
         # Where the instrumentor's span of the attempt is open, ours is not made.
         if beside is not None and beside.adopt_attempt(task, task_id, attributes, carried, metric):
@@ -459,4 +423,4 @@ class OpenTelemetryExporter(SignalExporter):
         if attempt.token is not None:
             span.end()
             context.detach(attempt.token)
-        self._process_durations.record(time.perf_counter() - attempt.start, metric)
+        self._metrics.process_durations.record(time.perf_counter() - attempt.start, metric)
