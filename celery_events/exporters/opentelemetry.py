@@ -42,10 +42,13 @@ from . import semconv
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
 from .neighbours import celery_instrumentation
 from .otel_attributes import (
-    attempt_attributes,
+    attempt_metric_attributes,
+    attempt_span_attributes,
     broker,
-    publish_attributes,
+    call_span_attributes,
+    publish_metric_attributes,
     record_error,
+    timeout_span_attributes,
     type_name,
 )
 from .otel_metrics import MessagingMetrics
@@ -155,15 +158,7 @@ class OpenTelemetryExporter(SignalExporter):
         self, task: Task[Any, Any], *, invocation_id: str, options: Mapping[str, Any], **_: Any
     ) -> None:
         operation = semconv.APPLY_ASYNC if options["is_async"] else semconv.APPLY
-        attributes: dict[str, AnyValue] = {
-            semconv.MESSAGING_SYSTEM: semconv.CELERY,
-            semconv.MESSAGING_OPERATION_TYPE: semconv.SEND,
-            semconv.MESSAGING_OPERATION_NAME: operation,
-            semconv.MESSAGING_DESTINATION_NAME: options["queue"],
-            semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
-            semconv.TASK_NAME: task.name,
-            semconv.INVOCATION_ON_COMMIT: options["is_on_commit"],
-        }
+        attributes = call_span_attributes(task.name, invocation_id, operation, options)
         call = (f"{operation} {task.name}", time.time_ns(), context.get_current(), attributes)
         self._calls.add(invocation_id, call)
 
@@ -202,7 +197,7 @@ class OpenTelemetryExporter(SignalExporter):
             return
         attributes = call[3]
         attributes.update(broker(task.app))
-        metric = publish_attributes(
+        metric = publish_metric_attributes(
             task.app, task.name, attributes[semconv.MESSAGING_OPERATION_NAME], options["queue"]
         )
         headers = options["headers"]
@@ -306,17 +301,11 @@ class OpenTelemetryExporter(SignalExporter):
         options: Mapping[str, Any],
         **_: Any,
     ) -> None:
-        attributes: dict[str, AnyValue] = {
-            semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
-            semconv.TASK_NAME: task.name,
-        }
-        if task_id is not None:
-            attributes[semconv.MESSAGING_MESSAGE_ID] = task_id
         span = self._tracer.start_span(
             f"{semconv.GET} {task.name}",
             context=propagate.extract(options.get("headers") or {}),
             kind=SpanKind.INTERNAL,
-            attributes=attributes,
+            attributes=timeout_span_attributes(task.name, invocation_id, task_id),
         )
         record_error(span, ex, type_name(ex))
         span.end()
@@ -328,19 +317,11 @@ class OpenTelemetryExporter(SignalExporter):
             self._end_published(invocation_id, None)
         request = task.request
         carried = propagate.extract(request, getter=_REQUEST_HEADERS)
-        attributes: dict[str, AnyValue] = {
-            semconv.MESSAGING_SYSTEM: semconv.CELERY,
-            semconv.MESSAGING_OPERATION_TYPE: semconv.PROCESS,
-            semconv.MESSAGING_OPERATION_NAME: semconv.RUN,
-            semconv.MESSAGING_MESSAGE_ID: task_id,
-            semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
-            semconv.TASK_NAME: task.name,
-            semconv.TASK_RETRIES: request.retries,
-        }
         queue = (request.delivery_info or {}).get("routing_key")
-        if queue:  # None when eager: no queue is involved
-            attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
-        metric, wait_attributes = attempt_attributes(task.name, queue)
+        attributes = attempt_span_attributes(
+            task.name, task_id, invocation_id, request.retries, queue
+        )
+        metric, wait_attributes = attempt_metric_attributes(task.name, queue)
         wait = queue_wait(request, time.time())
         if wait is not None:
             attributes[semconv.TASK_QUEUE_WAIT] = wait

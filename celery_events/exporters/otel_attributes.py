@@ -1,7 +1,8 @@
-"""The attributes the OpenTelemetry exporter works out rather than reads from an event.
+"""The attributes the OpenTelemetry exporter writes on its spans and metric points, and errors.
 
-The broker's address, the attributes of the metric points of a task's messages (made once and
-shared, as calls and attempts repeat them), and an exception's type and its record on a span.
+The attributes of a call's, an attempt's and a timed-out wait's span, made from what their event
+tells; the broker's address; the attributes of the metric points of a task's messages (made once
+and shared, as calls and attempts repeat them); and an exception's type and its record on a span.
 The names are those of :mod:`celery_events.exporters.semconv`.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from functools import cache, lru_cache
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -22,7 +23,83 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AnyValue
 
-__all__ = ["attempt_attributes", "broker", "publish_attributes", "record_error", "type_name"]
+__all__ = [
+    "attempt_metric_attributes",
+    "attempt_span_attributes",
+    "broker",
+    "call_span_attributes",
+    "publish_metric_attributes",
+    "record_error",
+    "timeout_span_attributes",
+    "type_name",
+]
+
+
+def call_span_attributes(
+    task_name: str, invocation_id: str, operation: str, options: Mapping[str, Any]
+) -> dict[str, AnyValue]:
+    """Return the attributes of a call's PRODUCER span, known at apply; its outcome comes later.
+
+    Args:
+        task_name: the task's name.
+        invocation_id: the call's invocation id.
+        operation: ``apply_async`` or ``apply``.
+        options: the call's resolved options (``queue``, ``is_on_commit``).
+    """
+    return {
+        semconv.MESSAGING_SYSTEM: semconv.CELERY,
+        semconv.MESSAGING_OPERATION_TYPE: semconv.SEND,
+        semconv.MESSAGING_OPERATION_NAME: operation,
+        semconv.MESSAGING_DESTINATION_NAME: options["queue"],
+        semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
+        semconv.TASK_NAME: task_name,
+        semconv.INVOCATION_ON_COMMIT: options["is_on_commit"],
+    }
+
+
+def attempt_span_attributes(
+    task_name: str, task_id: str, invocation_id: str, retries: int, queue: str | None
+) -> dict[str, AnyValue]:
+    """Return the attributes of an attempt's CONSUMER span, known when it starts.
+
+    Args:
+        task_name: the task's name.
+        task_id: the attempt's task id.
+        invocation_id: the invocation id of the call it runs.
+        retries: how many attempts came before it.
+        queue: the queue its message came from; None when eager, where no queue is involved.
+    """
+    attributes: dict[str, AnyValue] = {
+        semconv.MESSAGING_SYSTEM: semconv.CELERY,
+        semconv.MESSAGING_OPERATION_TYPE: semconv.PROCESS,
+        semconv.MESSAGING_OPERATION_NAME: semconv.RUN,
+        semconv.MESSAGING_MESSAGE_ID: task_id,
+        semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
+        semconv.TASK_NAME: task_name,
+        semconv.TASK_RETRIES: retries,
+    }
+    if queue:
+        attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
+    return attributes
+
+
+def timeout_span_attributes(
+    task_name: str, invocation_id: str, task_id: str | None
+) -> dict[str, AnyValue]:
+    """Return the attributes of the span of a caller's wait for a result that timed out.
+
+    Args:
+        task_name: the task's name.
+        invocation_id: the invocation id of the call waited for.
+        task_id: its task id; None when it has none.
+    """
+    attributes: dict[str, AnyValue] = {
+        semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
+        semconv.TASK_NAME: task_name,
+    }
+    if task_id is not None:
+        attributes[semconv.MESSAGING_MESSAGE_ID] = task_id
+    return attributes
 
 
 @cache
@@ -46,7 +123,7 @@ def broker(app: Celery) -> Mapping[str, AnyValue]:
 
 
 @lru_cache(maxsize=1024)
-def publish_attributes(
+def publish_metric_attributes(
     app: Celery, task_name: str, operation: AnyValue, queue: str
 ) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
     """Return the metric attributes of a task's sent messages, and of their publish.
@@ -71,7 +148,7 @@ def publish_attributes(
 
 
 @lru_cache(maxsize=1024)
-def attempt_attributes(
+def attempt_metric_attributes(
     task_name: str, queue: str | None
 ) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
     """Return the metric attributes of a task's consumed messages, and of their queue wait.
