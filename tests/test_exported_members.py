@@ -14,6 +14,7 @@ MODULES = [
     "celery_events.exporters.base",
     "celery_events.exporters.opentelemetry",
     "celery_events.exporters.otel_attributes",
+    "celery_events.exporters.otel_context",
     "celery_events.exporters.otel_metrics",
     "celery_events.exporters.otel_neighbour",
     "celery_events.exporters.otel_records",

@@ -31,12 +31,11 @@ from typing import TYPE_CHECKING, Any
 from celery import signals as celery_signals
 from celery import states
 from opentelemetry import context, metrics, propagate, trace
-from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Link, SpanKind
 
 from celery_events import signals
 from celery_events.__about__ import __version__
-from celery_events.headers import INVOCATION_ID_HEADER, queue_wait, read_header
+from celery_events.headers import INVOCATION_ID_HEADER, queue_wait
 
 from . import semconv
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
@@ -51,6 +50,7 @@ from .otel_attributes import (
     timeout_span_attributes,
     type_name,
 )
+from .otel_context import REQUEST_HEADERS
 from .otel_metrics import MessagingMetrics
 from .otel_neighbour import BesideInstrumentor
 from .otel_records import Attempt, Publish
@@ -61,27 +61,12 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from celery import Task
-    from celery.app.task import Context as Request
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AnyValue, Attributes
 
     from .otel_records import Call
 
 __all__ = ["OpenTelemetryExporter", "format_span_tree"]
-
-
-class _RequestHeaders(Getter["Request"]):
-    """Reads trace context from the running task's message headers (``task.request``)."""
-
-    def get(self, carrier: Request, key: str) -> list[str] | None:
-        value = read_header(carrier, key)
-        return None if value is None else [str(value)]
-
-    def keys(self, carrier: Request) -> list[str]:
-        return list(carrier.headers or ())
-
-
-_REQUEST_HEADERS = _RequestHeaders()
 
 
 class OpenTelemetryExporter(SignalExporter):
@@ -316,7 +301,7 @@ class OpenTelemetryExporter(SignalExporter):
         if self._publishing:  # an eager call's attempt starts where it was triggered
             self._end_published(invocation_id, None)
         request = task.request
-        carried = propagate.extract(request, getter=_REQUEST_HEADERS)
+        carried = propagate.extract(request, getter=REQUEST_HEADERS)
         queue = (request.delivery_info or {}).get("routing_key")
         attributes = attempt_span_attributes(
             task.name, task_id, invocation_id, request.retries, queue
