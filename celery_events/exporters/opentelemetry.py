@@ -14,169 +14,59 @@ message it sees: the exporter writes its attributes on the instrumentor's PRODUC
 triggered call's publish and on its CONSUMER span of each attempt, and makes its own spans only
 for what the instrumentor cannot see (a call that joins, is ignored or fails before its publish,
 an eager call, a timed-out wait). A retry's message then carries the call's trace context again,
-so that every attempt is a child of the call's span, as without the instrumentor.
+so that every attempt is a child of the call's span, as without the instrumentor
+(:mod:`celery_events.exporters.otel_neighbour`).
 
 Only opentelemetry-api is used: without an SDK configured, nothing is recorded. The names are in
-:mod:`celery_events.exporters.semconv` and ``docs/exporters.md``.
+:mod:`celery_events.exporters.semconv` and ``docs/exporters.md``. :func:`format_span_tree`, from
+:mod:`celery_events.exporters.span_tree`, draws the finished spans.
 """
 
 from __future__ import annotations
 
 import time
-from collections import defaultdict
-from functools import cache, lru_cache, partial
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeAlias
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 from celery import signals as celery_signals
 from celery import states
 from opentelemetry import context, metrics, propagate, trace
-from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+from opentelemetry.trace import Link, SpanKind
 
 from celery_events import signals
 from celery_events.__about__ import __version__
-from celery_events.headers import INVOCATION_ID_HEADER, queue_wait, read_header
+from celery_events.headers import INVOCATION_ID_HEADER, queue_wait
 
 from . import semconv
 from .base import DEFAULT_MAX_IN_FLIGHT, SignalExporter, check_option
-from .neighbours import CeleryInstrumentation, celery_instrumentation
+from .neighbours import celery_instrumentation
+from .otel_attributes import (
+    attempt_metric_attributes,
+    attempt_span_attributes,
+    broker,
+    call_span_attributes,
+    publish_metric_attributes,
+    record_error,
+    timeout_span_attributes,
+    type_name,
+)
+from .otel_context import REQUEST_HEADERS
+from .otel_metrics import MessagingMetrics
+from .otel_neighbour import BesideInstrumentor
+from .otel_records import Attempt, Publish
+from .span_tree import format_span_tree
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, MutableMapping
-    from contextvars import Token
+    from collections.abc import Mapping
     from datetime import datetime
 
-    from celery import Celery, Task
-    from celery.app.task import Context as Request
-    from opentelemetry.context import Context
-    from opentelemetry.sdk.trace import Event, ReadableSpan
+    from celery import Task
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AnyValue, Attributes
 
+    from .otel_records import Call
+
 __all__ = ["OpenTelemetryExporter", "format_span_tree"]
-
-
-class _RequestHeaders(Getter["Request"]):
-    """Reads trace context from the running task's message headers (``task.request``)."""
-
-    def get(self, carrier: Request, key: str) -> list[str] | None:
-        value = read_header(carrier, key)
-        return None if value is None else [str(value)]
-
-    def keys(self, carrier: Request) -> list[str]:
-        return list(carrier.headers or ())
-
-
-_REQUEST_HEADERS = _RequestHeaders()
-
-
-_Call: TypeAlias = "tuple[str, int, Context, dict[str, AnyValue]]"
-"""A call between apply and its outcome: its span's name, start (``time.time_ns()``), parent
-context and attributes. The span is started at the outcome, when it is known whose span the
-call's publish is (the instrumentor's or ours)."""
-
-
-class _Publish:
-    """A triggered call between its trigger and the broker taking its message.
-
-    ``metric`` holds the attributes of its sent message's metric point and of its publish's.
-    """
-
-    __slots__ = ("call", "headers", "metric", "owned", "span", "start", "task")
-
-    def __init__(
-        self,
-        task: Task[Any, Any],
-        call: _Call,
-        metric: tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]],
-        headers: MutableMapping[str, Any],
-        span: Span | None,
-    ) -> None:
-        self.task = task
-        self.call = call
-        self.metric = metric
-        self.headers = headers
-        self.span = span
-        self.owned = span is not None
-        """Whether the span is the exporter's own (else the instrumentor's, once found)."""
-        self.start = time.perf_counter()
-
-
-class _Attempt:
-    """A running attempt: its span, whether it is the exporter's own, and what ends it."""
-
-    __slots__ = ("carried", "metric", "span", "start", "token")
-
-    def __init__(
-        self,
-        span: Span,
-        token: Token[Context] | None,
-        carried: Context,
-        metric: Mapping[str, AnyValue],
-    ) -> None:
-        self.span = span
-        self.token = token
-        """The token of the context the exporter attached; None on the instrumentor's span."""
-        self.carried = carried
-        self.metric = metric
-        self.start = time.perf_counter()
-
-
-@cache
-def _broker(app: Celery) -> Mapping[str, AnyValue]:
-    """Return ``server.address`` and ``server.port`` of the broker ``app`` publishes to.
-
-    Read once per app, from its write connection's URL (``broker_write_url`` or ``broker_url``):
-    a call given a connection of its own is reported with its app's broker.
-    """
-    with app.connection_for_write() as connection:
-        host, port = connection.hostname, connection.port
-    server: dict[str, AnyValue] = {}
-    if host:
-        server[semconv.SERVER_ADDRESS] = host
-        if port:
-            server[semconv.SERVER_PORT] = int(port)
-    return server
-
-
-@lru_cache(maxsize=1024)
-def _publish_attributes(
-    app: Celery, task_name: str, operation: AnyValue, queue: str
-) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
-    """Return the metric attributes of a task's sent messages, and of their publish.
-
-    Made once for each task, operation and queue, as calls repeat them.
-    """
-    sent = {
-        semconv.MESSAGING_SYSTEM: semconv.CELERY,
-        semconv.MESSAGING_OPERATION_NAME: operation,
-        semconv.MESSAGING_DESTINATION_NAME: queue,
-        semconv.TASK_NAME: task_name,
-        **_broker(app),
-    }
-    publish = {**sent, semconv.MESSAGING_OPERATION_TYPE: semconv.SEND}
-    return MappingProxyType(sent), MappingProxyType(publish)
-
-
-@lru_cache(maxsize=1024)
-def _attempt_attributes(
-    task_name: str, queue: str | None
-) -> tuple[Mapping[str, AnyValue], Mapping[str, AnyValue]]:
-    """Return the metric attributes of a task's consumed messages, and of their queue wait.
-
-    Made once for each task and queue (None when eager), as attempts repeat them.
-    """
-    wait: dict[str, AnyValue] = {semconv.TASK_NAME: task_name}
-    consumed: dict[str, AnyValue] = {
-        semconv.MESSAGING_SYSTEM: semconv.CELERY,
-        semconv.MESSAGING_OPERATION_NAME: semconv.RUN,
-        semconv.TASK_NAME: task_name,
-    }
-    if queue:
-        consumed[semconv.MESSAGING_DESTINATION_NAME] = queue
-        wait[semconv.MESSAGING_DESTINATION_NAME] = queue
-    return MappingProxyType(consumed), MappingProxyType(wait)
 
 
 class OpenTelemetryExporter(SignalExporter):
@@ -208,51 +98,17 @@ class OpenTelemetryExporter(SignalExporter):
         self._calls = self.in_flight(max_in_flight)
         self._publishing = self.in_flight(max_in_flight)
         self._attempts = self.in_flight(max_in_flight)
-        self._instrumentation = celery_instrumentation()
-        self._followed = 0
-        """How many receivers ``before_task_publish`` had when :meth:`_follow` last looked."""
+        instrumentation = celery_instrumentation()
+        self._beside = (
+            None
+            if instrumentation is None
+            else BesideInstrumentor(instrumentation, self._publishing, self._attempts)
+        )
         # Proxies until the application sets its providers, then the real thing: getting them
         # here, once, is right even when the SDK is configured after Django started.
         self._tracer = trace.get_tracer(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
-        meter = metrics.get_meter(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
-        self._sent = meter.create_counter(
-            semconv.SENT_MESSAGES_METRIC,
-            unit="{message}",
-            description="Task messages sent to the broker, by task name and queue.",
-        )
-        self._operation_durations = meter.create_histogram(
-            semconv.OPERATION_DURATION_METRIC,
-            unit="s",
-            description="Time to publish task messages, from trigger until the broker took them.",
-            explicit_bucket_boundaries_advisory=semconv.MESSAGING_DURATION_BUCKETS,
-        )
-        self._consumed = meter.create_counter(
-            semconv.CONSUMED_MESSAGES_METRIC,
-            unit="{message}",
-            description="Task messages delivered to an attempt, by task name and queue.",
-        )
-        self._process_durations = meter.create_histogram(
-            semconv.PROCESS_DURATION_METRIC,
-            unit="s",
-            description="Run time of task attempts, by task name, queue and final state.",
-            explicit_bucket_boundaries_advisory=semconv.MESSAGING_DURATION_BUCKETS,
-        )
-        self._unpublished = meter.create_counter(
-            semconv.UNPUBLISHED_METRIC,
-            unit="{invocation}",
-            description=(
-                "Task calls that sent no message, by task name and outcome (unique, ignored, "
-                "or failed before the publish)."
-            ),
-        )
-        self._queue_waits = meter.create_histogram(
-            semconv.QUEUE_WAIT_METRIC,
-            unit="s",
-            description=(
-                "Time task messages waited before their attempt started (since the call "
-                "triggered, or since their eta), by task name and queue."
-            ),
-            explicit_bucket_boundaries_advisory=semconv.QUEUE_WAIT_BUCKETS,
+        self._metrics = MessagingMetrics(
+            metrics.get_meter(semconv.SCOPE, __version__, schema_url=semconv.SCHEMA_URL)
         )
         receivers: dict[Any, Any] = {
             signals.invocation_apply: self._applied,
@@ -273,13 +129,13 @@ class OpenTelemetryExporter(SignalExporter):
     def disconnect(self) -> None:
         """Disconnect every receiver, the one connected beside the instrumentor too."""
         super().disconnect()
-        celery_signals.before_task_publish.disconnect(self._publishing_message)
-        self._followed = 0
+        if self._beside is not None:
+            self._beside.disconnect()
 
-    def _active_instrumentation(self) -> CeleryInstrumentation | None:
-        """Return the Celery instrumentation when it traces this process now, else None."""
-        instrumentation = self._instrumentation
-        return instrumentation if instrumentation is not None and instrumentation.active else None
+    def _active_beside(self) -> BesideInstrumentor | None:
+        """Return the work beside the instrumentor when it traces this process now, else None."""
+        beside = self._beside
+        return beside if beside is not None and beside.active else None
 
     # The caller's side: one PRODUCER span per call.
 
@@ -287,21 +143,13 @@ class OpenTelemetryExporter(SignalExporter):
         self, task: Task[Any, Any], *, invocation_id: str, options: Mapping[str, Any], **_: Any
     ) -> None:
         operation = semconv.APPLY_ASYNC if options["is_async"] else semconv.APPLY
-        attributes: dict[str, AnyValue] = {
-            semconv.MESSAGING_SYSTEM: semconv.CELERY,
-            semconv.MESSAGING_OPERATION_TYPE: semconv.SEND,
-            semconv.MESSAGING_OPERATION_NAME: operation,
-            semconv.MESSAGING_DESTINATION_NAME: options["queue"],
-            semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
-            semconv.TASK_NAME: task.name,
-            semconv.INVOCATION_ON_COMMIT: options["is_on_commit"],
-        }
+        attributes = call_span_attributes(task.name, invocation_id, operation, options)
         call = (f"{operation} {task.name}", time.time_ns(), context.get_current(), attributes)
         self._calls.add(invocation_id, call)
 
-    def _outcome(self, outcome: str, invocation_id: str, task_id: str | None) -> _Call | None:
+    def _outcome(self, outcome: str, invocation_id: str, task_id: str | None) -> Call | None:
         """Return the call, no longer waiting for an outcome, with its outcome in its attributes."""
-        call: _Call | None = self._calls.pop(invocation_id)
+        call: Call | None = self._calls.pop(invocation_id)
         if call is not None:
             attributes = call[3]
             attributes[semconv.INVOCATION_OUTCOME] = outcome
@@ -309,7 +157,7 @@ class OpenTelemetryExporter(SignalExporter):
                 attributes[semconv.MESSAGING_MESSAGE_ID] = task_id
         return call
 
-    def _start_call_span(self, call: _Call) -> Span:
+    def _start_call_span(self, call: Call) -> Span:
         name, start, parent, attributes = call
         return self._tracer.start_span(
             name, context=parent, kind=SpanKind.PRODUCER, attributes=attributes, start_time=start
@@ -333,55 +181,19 @@ class OpenTelemetryExporter(SignalExporter):
         if call is None:
             return
         attributes = call[3]
-        attributes.update(_broker(task.app))
-        metric = _publish_attributes(
+        attributes.update(broker(task.app))
+        metric = publish_metric_attributes(
             task.app, task.name, attributes[semconv.MESSAGING_OPERATION_NAME], options["queue"]
         )
         headers = options["headers"]
-        instrumentation = self._active_instrumentation()
-        if (
-            instrumentation is not None
-            and options["is_async"]
-            and not task.app.conf.task_always_eager
-        ):
-            self._follow(instrumentation)
-            self._publishing.add(invocation_id, _Publish(task, call, metric, headers, None))
+        beside = self._active_beside()
+        if beside is not None and options["is_async"] and not task.app.conf.task_always_eager:
+            beside.follow()
+            self._publishing.add(invocation_id, Publish(task, call, metric, headers, None))
             return
         span = self._start_call_span(call)
         propagate.inject(headers, context=trace.set_span_in_context(span))
-        self._publishing.add(invocation_id, _Publish(task, call, metric, headers, span))
-
-    def _publishing_message(
-        self, *, headers: MutableMapping[str, Any] | None = None, **_: Any
-    ) -> None:
-        """Find the instrumentor's span of a message being published (before the broker has it).
-
-        A triggered call's span gets the call's attributes; a retry's message gets its call's
-        trace context back, so that the next attempt is the call's child, beside the others.
-        """
-        if not headers or self._active_instrumentation() is None:
-            return
-        task_id = headers.get("id")
-        if self._publishing:
-            publish = self._publishing.get(headers.get(INVOCATION_ID_HEADER) or task_id)
-            if publish is not None and publish.span is None:
-                self._adopt(publish, task_id)
-        if self._attempts:
-            attempt: _Attempt | None = self._attempts.get(task_id)
-            if attempt is not None and attempt.token is None:  # published inside its attempt
-                propagate.inject(headers, context=attempt.carried)
-
-    def _adopt(self, publish: _Publish, task_id: str | None) -> None:
-        """Give the instrumentor's open span of the call's publish the call's attributes."""
-        instrumentation = self._instrumentation
-        if instrumentation is None or task_id is None:
-            return
-        span = instrumentation.span(publish.task, task_id, publish=True)
-        if span is not None:
-            span.set_attributes(publish.call[3])
-            # Read back by a timeout's span, which joins the call's trace.
-            propagate.inject(publish.headers, context=trace.set_span_in_context(span))
-            publish.span = span
+        self._publishing.add(invocation_id, Publish(task, call, metric, headers, span))
 
     def _published(
         self, *, sender: str, headers: Mapping[str, Any] | None = None, **_: Any
@@ -393,14 +205,15 @@ class OpenTelemetryExporter(SignalExporter):
             self._end_published(invocation_id, headers.get("id"))
 
     def _end_published(self, invocation_id: str | None, task_id: str | None) -> None:
-        publish: _Publish | None = self._publishing.pop(invocation_id)
+        publish: Publish | None = self._publishing.pop(invocation_id)
         if publish is None:
             return
-        if publish.span is None:  # the instrumentor's receivers run after this one
-            self._adopt(publish, task_id)
+        # The instrumentor's receivers run after this one.
+        if publish.span is None and self._beside is not None:
+            self._beside.adopt_publish(publish, task_id)
         sent, operation = publish.metric
-        self._sent.add(1, sent)
-        self._operation_durations.record(time.perf_counter() - publish.start, operation)
+        self._metrics.sent.add(1, sent)
+        self._metrics.operation_durations.record(time.perf_counter() - publish.start, operation)
         if publish.owned and publish.span is not None:
             publish.span.end()
 
@@ -415,7 +228,7 @@ class OpenTelemetryExporter(SignalExporter):
         **_: Any,
     ) -> None:
         """Make the PRODUCER span of a call that joined a running call or was ignored."""
-        self._unpublished.add(
+        self._metrics.unpublished.add(
             1, {semconv.TASK_NAME: task.name, semconv.INVOCATION_OUTCOME: outcome}
         )
         call = self._outcome(outcome, invocation_id, task_id)
@@ -439,18 +252,18 @@ class OpenTelemetryExporter(SignalExporter):
         Beside the instrumentor, its span of a publish that failed never ends: the exporter
         makes the call's span.
         """
-        error_type = _type_name(exc)
-        publish: _Publish | None = self._publishing.pop(invocation_id)
+        error_type = type_name(exc)
+        publish: Publish | None = self._publishing.pop(invocation_id)
         if publish is None:  # failed before the publish
-            self._unpublished.add(
+            self._metrics.unpublished.add(
                 1, {semconv.TASK_NAME: task.name, semconv.INVOCATION_OUTCOME: semconv.FAILED}
             )
             call = self._outcome(semconv.FAILED, invocation_id, task_id)
             span = None if call is None else self._start_call_span(call)
         else:  # triggered, then the publish failed
             sent, operation = publish.metric
-            self._sent.add(1, {**sent, semconv.ERROR_TYPE: error_type})
-            self._operation_durations.record(
+            self._metrics.sent.add(1, {**sent, semconv.ERROR_TYPE: error_type})
+            self._metrics.operation_durations.record(
                 time.perf_counter() - publish.start, {**operation, semconv.ERROR_TYPE: error_type}
             )
             publish.call[3][semconv.INVOCATION_OUTCOME] = semconv.FAILED
@@ -460,7 +273,7 @@ class OpenTelemetryExporter(SignalExporter):
             else:
                 span.set_attribute(semconv.INVOCATION_OUTCOME, semconv.FAILED)
         if span is not None:
-            _record_error(span, exc, error_type)
+            record_error(span, exc, error_type)
             span.end()
 
     def _timed_out(
@@ -473,19 +286,13 @@ class OpenTelemetryExporter(SignalExporter):
         options: Mapping[str, Any],
         **_: Any,
     ) -> None:
-        attributes: dict[str, AnyValue] = {
-            semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
-            semconv.TASK_NAME: task.name,
-        }
-        if task_id is not None:
-            attributes[semconv.MESSAGING_MESSAGE_ID] = task_id
         span = self._tracer.start_span(
             f"{semconv.GET} {task.name}",
             context=propagate.extract(options.get("headers") or {}),
             kind=SpanKind.INTERNAL,
-            attributes=attributes,
+            attributes=timeout_span_attributes(task.name, invocation_id, task_id),
         )
-        _record_error(span, ex, _type_name(ex))
+        record_error(span, ex, type_name(ex))
         span.end()
 
     # Where the task runs: one CONSUMER span per attempt.
@@ -494,33 +301,21 @@ class OpenTelemetryExporter(SignalExporter):
         if self._publishing:  # an eager call's attempt starts where it was triggered
             self._end_published(invocation_id, None)
         request = task.request
-        carried = propagate.extract(request, getter=_REQUEST_HEADERS)
-        attributes: dict[str, AnyValue] = {
-            semconv.MESSAGING_SYSTEM: semconv.CELERY,
-            semconv.MESSAGING_OPERATION_TYPE: semconv.PROCESS,
-            semconv.MESSAGING_OPERATION_NAME: semconv.RUN,
-            semconv.MESSAGING_MESSAGE_ID: task_id,
-            semconv.MESSAGING_MESSAGE_CONVERSATION_ID: invocation_id,
-            semconv.TASK_NAME: task.name,
-            semconv.TASK_RETRIES: request.retries,
-        }
+        carried = propagate.extract(request, getter=REQUEST_HEADERS)
         queue = (request.delivery_info or {}).get("routing_key")
-        if queue:  # None when eager: no queue is involved
-            attributes[semconv.MESSAGING_DESTINATION_NAME] = queue
-        metric, wait_attributes = _attempt_attributes(task.name, queue)
+        attributes = attempt_span_attributes(
+            task.name, task_id, invocation_id, request.retries, queue
+        )
+        metric, wait_attributes = attempt_metric_attributes(task.name, queue)
         wait = queue_wait(request, time.time())
         if wait is not None:
             attributes[semconv.TASK_QUEUE_WAIT] = wait
-            self._queue_waits.record(wait, wait_attributes)
-        self._consumed.add(1, metric)
-        instrumentation = self._active_instrumentation()
-        if instrumentation is not None:
-            span = instrumentation.span(task, task_id, publish=False)
-            if span is not None:  # the instrumentor's attempt span is current: ours is not made
-                span.set_attributes(attributes)
-                self._attempts.add(task_id, _Attempt(span, None, carried, metric))
-                self._follow(instrumentation)
-                return
+            self._metrics.queue_waits.record(wait, wait_attributes)
+        self._metrics.consumed.add(1, metric)
+        beside = self._active_beside()
+        # Where the instrumentor's span of the attempt is open, ours is not made.
+        if beside is not None and beside.adopt_attempt(task, task_id, attributes, carried, metric):
+            return
         parent = carried
         links: tuple[Link, ...] = ()
         if self.link_to_producer:
@@ -535,26 +330,7 @@ class OpenTelemetryExporter(SignalExporter):
             links=links,
         )
         token = context.attach(trace.set_span_in_context(span, carried))
-        self._attempts.add(task_id, _Attempt(span, token, carried, metric))
-
-    def _follow(self, instrumentation: CeleryInstrumentation) -> None:
-        """Have Celery call the exporter after the instrumentor when a message is published.
-
-        Connected only beside the instrumentor: any receiver of ``before_task_publish`` costs
-        every publish a dispatch. The instrumentor writes its publish's trace context into the
-        message; the exporter, run after it, finds the instrumentor's span and writes the call's
-        context back into a retry's message. Celery calls receivers in the order they were
-        connected, so the exporter's connects again, last, where it is not after the
-        instrumentor's (looked at again when the receivers change).
-        """
-        signal = celery_signals.before_task_publish
-        if len(signal.receivers) == self._followed:
-            return
-        receiver = self._publishing_message
-        if not instrumentation.runs_after(signal, receiver):
-            signal.disconnect(receiver)
-            signal.connect(receiver, weak=False)
-        self._followed = len(signal.receivers)
+        self._attempts.add(task_id, Attempt(span, token, carried, metric))
 
     def _retrying(
         self,
@@ -567,7 +343,7 @@ class OpenTelemetryExporter(SignalExporter):
     ) -> None:
         retry: dict[str, AnyValue] = {semconv.RETRY_ETA: eta.isoformat()}
         if exc is not None:
-            retry[semconv.EXCEPTION_TYPE] = _type_name(exc)
+            retry[semconv.EXCEPTION_TYPE] = type_name(exc)
             retry[semconv.EXCEPTION_MESSAGE] = str(exc)
         self._end_attempt(task_id, states.RETRY, retry=retry)
 
@@ -595,7 +371,7 @@ class OpenTelemetryExporter(SignalExporter):
         The instrumentor's span is left to the instrumentor to end, and its failure to record:
         the exporter adds the state, the retry and the error type.
         """
-        attempt: _Attempt | None = self._attempts.pop(task_id)
+        attempt: Attempt | None = self._attempts.pop(task_id)
         if attempt is None:
             return
         span = attempt.span
@@ -603,95 +379,14 @@ class OpenTelemetryExporter(SignalExporter):
             span.add_event(semconv.RETRY_EVENT, retry)
         metric = {**attempt.metric, semconv.TASK_STATE: state}
         if exc is not None:
-            error_type = _type_name(exc)
+            error_type = type_name(exc)
             metric[semconv.ERROR_TYPE] = error_type
             if attempt.token is None:
                 span.set_attribute(semconv.ERROR_TYPE, error_type)
             else:
-                _record_error(span, exc, error_type)
+                record_error(span, exc, error_type)
         span.set_attribute(semconv.TASK_STATE, state)
         if attempt.token is not None:
             span.end()
             context.detach(attempt.token)
-        self._process_durations.record(time.perf_counter() - attempt.start, metric)
-
-
-def _type_name(exc: BaseException) -> str:
-    """Return the exception's class as ``module.QualName`` (only the name for built-ins)."""
-    cls = type(exc)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
-
-
-def _record_error(span: Span, exc: BaseException, error_type: str) -> None:
-    span.record_exception(exc)
-    span.set_attribute(semconv.ERROR_TYPE, error_type)
-    span.set_status(Status(StatusCode.ERROR, f"{error_type}: {exc}"))
-
-
-# Reading the spans back.
-
-
-def format_span_tree(spans: Iterable[ReadableSpan]) -> str:
-    """Draw finished spans as a tree of parents and children, one line per span.
-
-    Each line shows the span's name, kind and duration, and what celery-events recorded: the
-    call's outcome, the attempt's retries and state, retries, errors and links. Spans whose
-    parent is not among ``spans`` start trees of their own; siblings are in start order.
-
-    Args:
-        spans: finished spans, e.g. ``InMemorySpanExporter().get_finished_spans()``.
-
-    Returns:
-        The tree, lines joined by newlines; empty for no spans.
-    """
-    ordered = sorted(spans, key=lambda span: span.start_time or 0)
-    names = {span.context.span_id: span.name for span in ordered}
-    children: defaultdict[int | None, list[ReadableSpan]] = defaultdict(list)
-    for span in ordered:
-        parent_id = span.parent.span_id if span.parent is not None else None
-        children[parent_id if parent_id in names else None].append(span)
-    lines: list[str] = []
-
-    def draw(span: ReadableSpan, lead: str, indent: str) -> None:
-        lines.append(lead + _describe(span, names))
-        below = children[span.context.span_id]
-        for index, child in enumerate(below):
-            last = index == len(below) - 1
-            draw(
-                child, indent + ("└── " if last else "├── "), indent + ("    " if last else "│   ")
-            )
-
-    for root in children[None]:
-        draw(root, "", "")
-    return "\n".join(lines)
-
-
-def _describe(span: ReadableSpan, names: Mapping[int, str]) -> str:
-    attributes = span.attributes or {}
-    duration_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
-    parts = [span.name, span.kind.name, f"{duration_ms:.1f} ms"]
-    if semconv.INVOCATION_OUTCOME in attributes:
-        parts.append(str(attributes[semconv.INVOCATION_OUTCOME]))
-    if semconv.TASK_STATE in attributes:
-        retries = attributes.get(semconv.TASK_RETRIES)
-        parts.append(f"{attributes[semconv.TASK_STATE]!s} (retries={retries!s})")
-    parts.extend(_retry(event) for event in span.events if event.name == semconv.RETRY_EVENT)
-    if span.status.status_code is StatusCode.ERROR:
-        parts.append(f"ERROR {span.status.description or attributes.get(semconv.ERROR_TYPE)}")
-    parts.extend(
-        f"linked to {names[link.context.span_id]}"
-        for link in span.links
-        if link.context.span_id in names
-    )
-    return " · ".join(parts)
-
-
-def _retry(event: Event) -> str:
-    attributes = event.attributes or {}
-    text = f"retry at {attributes.get(semconv.RETRY_ETA)!s}"
-    if semconv.EXCEPTION_TYPE in attributes:
-        error = attributes[semconv.EXCEPTION_TYPE]
-        text += f" after {error!s}: {attributes.get(semconv.EXCEPTION_MESSAGE)!s}"
-    return text
+        self._metrics.process_durations.record(time.perf_counter() - attempt.start, metric)
