@@ -38,6 +38,7 @@ from .config import settings
 from .locks import RedisLockStore, get_lock_store
 from .models import HeldLock
 from .operations import UNANSWERED, Explanation, HeldKey
+from .operator_input import OperationError, get_task, keyed_task_names, parse_call
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -137,7 +138,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "bad_entries": bad,
             "error": error,
             "filters": filters,
-            "task_choices": self._choices(filters, "task", operations.keyed_task_names()),
+            "task_choices": self._choices(filters, "task", keyed_task_names()),
             "kind_choices": self._choices(
                 filters, "kind", list(operations.KIND_NAMES), operations.KIND_NAMES
             ),
@@ -165,12 +166,10 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 form = {name: request.POST.get(name, "") for name in form}
                 form["task"] = form["task"].strip()
                 if form["task"]:
-                    args, kwargs = operations.parse_call(
+                    args, kwargs = parse_call(
                         form["args"], form["kwargs"], names=("args", "kwargs")
                     )
-                    explanation = operations.explain(
-                        operations.get_task(form["task"]), args, kwargs
-                    )
+                    explanation = operations.explain(get_task(form["task"]), args, kwargs)
             else:
                 form["task"] = request.GET.get("task", "").strip()
                 if "args" in request.GET or "kwargs" in request.GET:
@@ -182,7 +181,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     entry = self._referenced_entry(request)
                     if entry is not None and entry.args is not None:
                         explanation = operations.explain(
-                            operations.get_task(entry.task_name), entry.args, entry.kwargs or {}
+                            get_task(entry.task_name), entry.args, entry.kwargs or {}
                         )
                         if reveal:
                             form |= {
@@ -203,7 +202,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         context = {
             **self._context(request, "explain", "Explain a call"),
             "form": form,
-            "task_names": operations.keyed_task_names(),
+            "task_names": keyed_task_names(),
             "explanation": explanation,
             "states": explanation.key_lines() if explanation else [],
             "entry": self._row(request, entry) if entry and not explanation else None,
@@ -231,7 +230,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 f"the index entry of task {task_name!r}, kind {kind!r} and key {key!r} is not one "
                 "the list links to"
             )
-            raise operations.OperationError(msg)
+            raise OperationError(msg)
         return operations.held_entry(task_name, kind, key, beside)
 
     def release_view(self, request: HttpRequest) -> HttpResponse:

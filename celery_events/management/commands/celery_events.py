@@ -1,8 +1,9 @@
 """``manage.py celery_events explain|list|release``: the unique locks and ignore windows of calls.
 
-A thin command-line layer over :mod:`celery_events.operations`. What it prints of the lock store
-(task names, task ids, keys, index entries) has its control characters escaped, so that a value
-that anyone who can write to the cache's Redis planted cannot drive the operator's terminal.
+A thin command-line layer over :mod:`celery_events.operations` (with the input parsing of
+:mod:`celery_events.operator_input`). What it prints of the lock store (task names, task ids,
+keys, index entries) has its control characters escaped, so that a value that anyone who can
+write to the cache's Redis planted cannot drive the operator's terminal.
 
 .. versionadded:: 0.1.0
 """
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from celery_events import operations
+from celery_events.operator_input import get_task, parse_call
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -127,7 +129,7 @@ class Command(BaseCommand):
     def _list(self, options: dict[str, Any]) -> None:
         name = options["task"]
         if name is not None:
-            operations.get_task(name)
+            get_task(name)
         if options["json"]:
             page = operations.held_page(options["cursor"], task_name=name)
             self.stdout.write(json.dumps(_page_dict(page), indent=2))
@@ -177,7 +179,7 @@ class Command(BaseCommand):
         if options["call_args"] or options["call_kwargs"]:
             msg = "release --all takes no --args nor --kwargs"
             raise CommandError(msg)
-        operations.get_task(name)
+        get_task(name)
         listed = operations.held(name)
         kind = "unique" if options["lock"] else "ignore" if options["ignore"] else None
         keys = [key for key in listed.keys if kind is None or key.kind == kind]
@@ -214,8 +216,8 @@ class Command(BaseCommand):
         if not name:
             msg = "name the task: celery_events explain NAME (or --task NAME)"
             raise CommandError(msg)
-        task = operations.get_task(name)
-        call_args, call_kwargs = operations.parse_call(options["call_args"], options["call_kwargs"])
+        task = get_task(name)
+        call_args, call_kwargs = parse_call(options["call_args"], options["call_kwargs"])
         return task, call_args, call_kwargs
 
     def _confirm(self, options: dict[str, Any], count: int) -> bool:
