@@ -4,7 +4,7 @@ The logic of ``manage.py celery_events`` (``celery_events.management.commands.ce
 is its command-line layer). A call is named by its task and its arguments, and its keys are
 computed exactly as :class:`~celery_events.task.DjangoTask` computes them, so nothing is guessed.
 :mod:`celery_events.operator_input` looks the task up and parses the arguments an operator
-gives.
+gives; :mod:`celery_events.operator_text` holds the words a key is shown in.
 
 Only the Redis lock store can list keys (through the index entries it writes beside them, see
 ``celery_events.locks.index``) and release them owner-safe; on any other cache,
@@ -15,7 +15,6 @@ Only the Redis lock store can list keys (through the index entries it writes bes
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -34,14 +33,14 @@ from .locks.listing import BadEntry, HeldKey, HeldPage, KeyKind
 
 # OperationError, get_task and parse_call were this module's in 0.1.0: importable from here still.
 from .operator_input import OperationError, get_task, parse_call, shown
+from .operator_text import time_left_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Sequence
 
     from .task import DjangoTask
 
 __all__ = [
-    "KIND_NAMES",
     "PAGE_SIZE",
     "UNANSWERED",
     "BadEntry",
@@ -50,8 +49,6 @@ __all__ = [
     "HeldPage",
     "KeyState",
     "OperationError",
-    "arguments_text",
-    "call_text",
     "discard",
     "explain",
     "get_task",
@@ -61,7 +58,6 @@ __all__ = [
     "parse_call",
     "release",
     "release_task",
-    "time_left_text",
 ]
 
 
@@ -72,36 +68,8 @@ _NEXT_CALL: Final = {
 }
 
 
-#: What each kind of key is called, in the command's output and on the admin's pages.
-KIND_NAMES: Final[dict[KeyKind, str]] = {"unique": "unique lock", "ignore": "ignore window"}
-
-
 #: How many keys a page of the list aims at, in the admin and in ``list --json``.
 PAGE_SIZE: Final = 100
-
-
-def call_text(args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None) -> str:
-    """Return a call's arguments as ``(*[...], **{...})``, in JSON."""
-    return f"(*{json.dumps(args)}, **{json.dumps(kwargs)})"
-
-
-def arguments_text(key: HeldKey, *, reveal: bool) -> str | None:
-    """Return what may be shown of a held key's call arguments, or None when the index has none.
-
-    Args:
-        key: the held key.
-        reveal: whether the arguments themselves may be shown (``call_text``); otherwise only
-            their shape, ``(int, label=str)``, is.
-    """
-    if reveal and key.args is not None:
-        return call_text(key.args, key.kwargs)
-    return key.shape
-
-
-def time_left_text(ttl: float | None) -> str:
-    """Return a key's seconds left in words: ``59.9 s``, or ``no expiry`` for None."""
-    return "no expiry" if ttl is None else f"{ttl:.1f} s"
-
 
 #: What the operations raise for bad input or a cache that cannot answer (Redis unreachable, a
 #: lock that holds no task id, ``CACHE_NAME`` naming no cache): the command and the admin show
