@@ -38,6 +38,8 @@ from .config import settings
 from .locks import RedisLockStore, get_lock_store
 from .models import HeldLock
 from .operations import UNANSWERED, Explanation, HeldKey
+from .operator_input import OperationError, get_task, keyed_task_names, parse_call
+from .operator_text import KIND_NAMES, arguments_text, time_left_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -113,8 +115,8 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         bad: list[operations.BadEntry] = []
         next_cursor = None
         try:
-            if kind not in (None, *operations.KIND_NAMES):
-                error = f"kind {kind!r} is not one of {', '.join(operations.KIND_NAMES)}"
+            if kind not in (None, *KIND_NAMES):
+                error = f"kind {kind!r} is not one of {', '.join(KIND_NAMES)}"
             elif not isinstance(get_lock_store(), RedisLockStore):
                 error = _cannot_list_text()
             else:
@@ -137,10 +139,8 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             "bad_entries": bad,
             "error": error,
             "filters": filters,
-            "task_choices": self._choices(filters, "task", operations.keyed_task_names()),
-            "kind_choices": self._choices(
-                filters, "kind", list(operations.KIND_NAMES), operations.KIND_NAMES
-            ),
+            "task_choices": self._choices(filters, "task", keyed_task_names()),
+            "kind_choices": self._choices(filters, "kind", list(KIND_NAMES), KIND_NAMES),
             "next_url": _query(filters, cursor=next_cursor) if next_cursor else None,
             "first_url": _query(filters) if cursor else None,
             "can_release": can_release,
@@ -165,12 +165,10 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 form = {name: request.POST.get(name, "") for name in form}
                 form["task"] = form["task"].strip()
                 if form["task"]:
-                    args, kwargs = operations.parse_call(
+                    args, kwargs = parse_call(
                         form["args"], form["kwargs"], names=("args", "kwargs")
                     )
-                    explanation = operations.explain(
-                        operations.get_task(form["task"]), args, kwargs
-                    )
+                    explanation = operations.explain(get_task(form["task"]), args, kwargs)
             else:
                 form["task"] = request.GET.get("task", "").strip()
                 if "args" in request.GET or "kwargs" in request.GET:
@@ -182,7 +180,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     entry = self._referenced_entry(request)
                     if entry is not None and entry.args is not None:
                         explanation = operations.explain(
-                            operations.get_task(entry.task_name), entry.args, entry.kwargs or {}
+                            get_task(entry.task_name), entry.args, entry.kwargs or {}
                         )
                         if reveal:
                             form |= {
@@ -203,7 +201,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         context = {
             **self._context(request, "explain", "Explain a call"),
             "form": form,
-            "task_names": operations.keyed_task_names(),
+            "task_names": keyed_task_names(),
             "explanation": explanation,
             "states": explanation.key_lines() if explanation else [],
             "entry": self._row(request, entry) if entry and not explanation else None,
@@ -226,12 +224,12 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         kind = request.GET.get("kind", "")
         key = request.GET.get("key", "")
         beside = request.GET.get("beside") or None
-        if kind not in operations.KIND_NAMES or not task_name or not key:
+        if kind not in KIND_NAMES or not task_name or not key:
             msg = (
                 f"the index entry of task {task_name!r}, kind {kind!r} and key {key!r} is not one "
                 "the list links to"
             )
-            raise operations.OperationError(msg)
+            raise OperationError(msg)
         return operations.held_entry(task_name, kind, key, beside)
 
     def release_view(self, request: HttpRequest) -> HttpResponse:
@@ -327,11 +325,9 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
             reference["beside"] = key.beside
         return {
             "key": key,
-            "kind": operations.KIND_NAMES[key.kind],
-            "arguments": operations.arguments_text(
-                key, reveal=self.has_view_arguments_permission(request)
-            ),
-            "time_left": operations.time_left_text(key.ttl),
+            "kind": KIND_NAMES[key.kind],
+            "arguments": arguments_text(key, reveal=self.has_view_arguments_permission(request)),
+            "time_left": time_left_text(key.ttl),
             "token": self._sign(request, key) if signed else None,
             "explain_query": urlencode(reference),
         }
@@ -391,7 +387,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 user_id=user_id,
                 content_type_id=content_type.pk,
                 object_id=key.key,
-                object_repr=f"{operations.KIND_NAMES[key.kind]} of {key.task_name}"[:200],
+                object_repr=f"{KIND_NAMES[key.kind]} of {key.task_name}"[:200],
                 action_flag=DELETION,
                 change_message=f"Released {_describe(key)}.",
             )
@@ -400,7 +396,7 @@ class HeldLockAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 def _describe(key: HeldKey) -> str:
-    kind = operations.KIND_NAMES[key.kind]
+    kind = KIND_NAMES[key.kind]
     return f"{kind} {key.key} of task {key.task_name} (task id {key.task_id})"
 
 

@@ -3,6 +3,8 @@
 The logic of ``manage.py celery_events`` (``celery_events.management.commands.celery_events``
 is its command-line layer). A call is named by its task and its arguments, and its keys are
 computed exactly as :class:`~celery_events.task.DjangoTask` computes them, so nothing is guessed.
+:mod:`celery_events.operator_input` looks the task up and parses the arguments an operator
+gives; :mod:`celery_events.operator_text` holds the words a key is shown in.
 
 Only the Redis lock store can list keys (through the index entries it writes beside them, see
 ``celery_events.locks.index``) and release them owner-safe; on any other cache,
@@ -13,11 +15,9 @@ Only the Redis lock store can list keys (through the index entries it writes bes
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final
 
-from celery import current_app
 from django.core.cache import InvalidCacheBackendError
 
 from .config import settings
@@ -30,14 +30,17 @@ from .locks import (
     get_lock_store,
 )
 from .locks.listing import BadEntry, HeldKey, HeldPage, KeyKind
-from .task import DjangoTask
+
+# OperationError, get_task and parse_call were this module's in 0.1.0: importable from here still.
+from .operator_input import OperationError, get_task, parse_call, shown
+from .operator_text import time_left_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Sequence
+
+    from .task import DjangoTask
 
 __all__ = [
-    "KIND_NAMES",
-    "MAX_DEPTH",
     "PAGE_SIZE",
     "UNANSWERED",
     "BadEntry",
@@ -46,24 +49,16 @@ __all__ = [
     "HeldPage",
     "KeyState",
     "OperationError",
-    "arguments_text",
-    "call_text",
     "discard",
     "explain",
     "get_task",
     "held",
     "held_entry",
     "held_page",
-    "keyed_task_names",
     "parse_call",
     "release",
     "release_task",
-    "time_left_text",
 ]
-
-
-#: The name of the app Celery makes current when a process has created none.
-_CELERY_FALLBACK_APP: Final = "default"
 
 
 _NEXT_CALL: Final = {
@@ -73,47 +68,8 @@ _NEXT_CALL: Final = {
 }
 
 
-#: What each kind of key is called, in the command's output and on the admin's pages.
-KIND_NAMES: Final[dict[KeyKind, str]] = {"unique": "unique lock", "ignore": "ignore window"}
-
-
-#: How deeply the JSON of a call's arguments may nest (lists and objects): deeper JSON is refused,
-#: as the keys computed from it could not be.
-MAX_DEPTH: Final = 100
-
 #: How many keys a page of the list aims at, in the admin and in ``list --json``.
 PAGE_SIZE: Final = 100
-
-#: The longest part of an input that a message repeats.
-_SHOWN_LENGTH: Final = 60
-
-
-def call_text(args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None) -> str:
-    """Return a call's arguments as ``(*[...], **{...})``, in JSON."""
-    return f"(*{json.dumps(args)}, **{json.dumps(kwargs)})"
-
-
-def arguments_text(key: HeldKey, *, reveal: bool) -> str | None:
-    """Return what may be shown of a held key's call arguments, or None when the index has none.
-
-    Args:
-        key: the held key.
-        reveal: whether the arguments themselves may be shown (``call_text``); otherwise only
-            their shape, ``(int, label=str)``, is.
-    """
-    if reveal and key.args is not None:
-        return call_text(key.args, key.kwargs)
-    return key.shape
-
-
-def time_left_text(ttl: float | None) -> str:
-    """Return a key's seconds left in words: ``59.9 s``, or ``no expiry`` for None."""
-    return "no expiry" if ttl is None else f"{ttl:.1f} s"
-
-
-class OperationError(Exception):
-    """An operation cannot be done as asked; the message names the offending input."""
-
 
 #: What the operations raise for bad input or a cache that cannot answer (Redis unreachable, a
 #: lock that holds no task id, ``CACHE_NAME`` naming no cache): the command and the admin show
@@ -196,123 +152,6 @@ class Explanation:
             for state in (self.lock, self.window)
             if state is not None and state.task_id is not None
         ]
-
-
-def get_task(name: str) -> DjangoTask:
-    """Return the registered task ``name`` of the current Celery app.
-
-    Raises:
-        OperationError: no such task, or it is not a DjangoTask.
-    """
-    app = current_app
-    app.loader.import_default_modules()
-    task = app.tasks.get(name)
-    hint = ""
-    if app.main == _CELERY_FALLBACK_APP:
-        # The project never imported its own app (in its package's __init__.py, as the
-        # installation guide says): Celery's fallback knows no task, or plain copies of them.
-        hint = (
-            f"; {app.main!r} is Celery's fallback app, current because the project's Celery app "
-            "was never imported: import it in the project package's __init__.py "
-            "(from .celery import app as celery_app)"
-        )
-    if task is None:
-        msg = f"unknown task {name!r}: it is not registered with Celery app {app.main!r}{hint}"
-        raise OperationError(msg)
-    if not isinstance(task, DjangoTask):
-        msg = (
-            f"task {name!r} of Celery app {app.main!r} is not a DjangoTask: it has no unique lock "
-            f"nor ignore window{hint}"
-        )
-        raise OperationError(msg)
-    if not task.unique and task.ignore_task_timedelta is None:
-        msg = (
-            f"task {name!r} is neither unique nor ignore-configured "
-            "(no unique=True, no ignore_task_timedelta): it has no keys to explain or release"
-        )
-        raise OperationError(msg)
-    return task
-
-
-def keyed_task_names() -> list[str]:
-    """Return the names of the current Celery app's tasks that have keys: unique or ignoring."""
-    app = current_app
-    app.loader.import_default_modules()
-    return sorted(
-        name
-        for name, task in app.tasks.items()
-        if isinstance(task, DjangoTask) and (task.unique or task.ignore_task_timedelta is not None)
-    )
-
-
-_Parsed = TypeVar("_Parsed", list[Any], dict[str, Any])
-
-
-def parse_call(
-    args: str | None, kwargs: str | None, *, names: tuple[str, str] = ("--args", "--kwargs")
-) -> tuple[list[Any], dict[str, Any]]:
-    """Return a call's arguments from their JSON: a list and an object.
-
-    Args:
-        args: the JSON of the positional arguments; empty or None for none.
-        kwargs: the JSON of the keyword arguments; empty or None for none.
-        names: what the two are called where they were given, for the error message.
-
-    Raises:
-        OperationError: either is not JSON, or not of its type.
-    """
-    return (
-        _parse_json(names[0], args, list, "a JSON list"),
-        _parse_json(names[1], kwargs, dict, "a JSON object"),
-    )
-
-
-def _parse_json(option: str, text: str | None, kind: type[_Parsed], described: str) -> _Parsed:
-    """Return ``option``'s JSON ``text`` as a ``kind`` (empty when not given)."""
-    if not text:
-        return kind()
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        msg = f"{option} {_shown(text)} is not JSON: {exc}"
-        raise OperationError(msg) from exc
-    except ValueError as exc:  # an integer of more digits than Python converts
-        msg = f"{option} {_shown(text)} has an integer longer than Python's limit of digits"
-        raise OperationError(msg) from exc
-    except RecursionError as exc:
-        msg = f"{option} {_shown(text)} is nested deeper than {MAX_DEPTH} levels"
-        raise OperationError(msg) from exc
-    if not isinstance(value, kind):
-        msg = f"{option} {_shown(text)} is not {described}"
-        raise OperationError(msg)
-    if _deeper_than(value, MAX_DEPTH):
-        msg = f"{option} {_shown(text)} is nested deeper than {MAX_DEPTH} levels"
-        raise OperationError(msg)
-    return value
-
-
-def _deeper_than(value: Any, limit: int) -> bool:
-    """Return whether the lists and objects of JSON ``value`` nest more than ``limit`` deep."""
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict):
-            children = list(item.values())
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        pending += [(child, depth + 1) for child in children]
-    return False
-
-
-def _shown(text: str) -> str:
-    """Return ``text`` for a message: its ``repr``, cut after :data:`_SHOWN_LENGTH` characters."""
-    if len(text) > _SHOWN_LENGTH:
-        return f"{text[:_SHOWN_LENGTH]!r}… ({len(text)} characters)"
-    return repr(text)
 
 
 def _call_keys(
@@ -453,7 +292,7 @@ def held_page(
             size=size,
         )
     except ValueError as exc:
-        msg = f"cursor {_shown(str(cursor))} is {exc}"
+        msg = f"cursor {shown(str(cursor))} is {exc}"
         raise OperationError(msg) from exc
 
 

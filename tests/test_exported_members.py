@@ -34,6 +34,8 @@ MODULES = [
     "celery_events.locks.values",
     "celery_events.management.commands.celery_events",
     "celery_events.operations",
+    "celery_events.operator_input",
+    "celery_events.operator_text",
     "celery_events",
     "celery_events.admin",
     "celery_events.apps",

@@ -21,6 +21,7 @@ from django.core.management import CommandError, call_command
 from celery_events import operations
 from celery_events.config import settings as celery_events_settings
 from celery_events.locks import get_lock_store
+from celery_events.operator_input import get_task
 from tests import tasks
 from tests.conftest import wait_for
 from tests.lock_helpers import planted_pickle, use_cache
@@ -398,7 +399,7 @@ def test_release_racing_a_new_holder_keeps_the_new_holders_lock(terminal, celery
 
 
 def test_release_of_an_explanation_is_owner_safe():
-    task = operations.get_task(TASK)
+    task = get_task(TASK)
     unique_key = hold(1, "old", ttl=0.05)
     explanation = operations.explain(task, [1], {})
     time.sleep(0.1)  # the old lock expires

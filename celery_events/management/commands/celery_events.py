@@ -1,8 +1,10 @@
 """``manage.py celery_events explain|list|release``: the unique locks and ignore windows of calls.
 
-A thin command-line layer over :mod:`celery_events.operations`. What it prints of the lock store
-(task names, task ids, keys, index entries) has its control characters escaped, so that a value
-that anyone who can write to the cache's Redis planted cannot drive the operator's terminal.
+A thin command-line layer over :mod:`celery_events.operations` (with the input parsing of
+:mod:`celery_events.operator_input` and the words of :mod:`celery_events.operator_text`). What it
+prints of the lock store (task names, task ids, keys, index entries) has its control characters
+escaped, so that a value that anyone who can write to the cache's Redis planted cannot drive the
+operator's terminal.
 
 .. versionadded:: 0.1.0
 """
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from celery_events import operations
+from celery_events.operator_input import get_task, parse_call
+from celery_events.operator_text import KIND_NAMES, arguments_text, call_text, time_left_text
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -127,7 +131,7 @@ class Command(BaseCommand):
     def _list(self, options: dict[str, Any]) -> None:
         name = options["task"]
         if name is not None:
-            operations.get_task(name)
+            get_task(name)
         if options["json"]:
             page = operations.held_page(options["cursor"], task_name=name)
             self.stdout.write(json.dumps(_page_dict(page), indent=2))
@@ -159,11 +163,11 @@ class Command(BaseCommand):
             if state is not None and state.task_id is not None
         ]
         if not chosen:
-            call = operations.call_text(explanation.args, explanation.kwargs)
+            call = call_text(explanation.args, explanation.kwargs)
             self._say(f"nothing to release for {task.name}{call}")
             return
         for state in chosen:
-            self._say(f"{operations.KIND_NAMES[state.kind]} {state.key} of {state.task_id}")
+            self._say(f"{KIND_NAMES[state.kind]} {state.key} of {state.task_id}")
         if self._confirm(options, len(chosen)):
             removed = operations.release(task, explanation, lock=lock, window=window)
             self._report_released(chosen, removed)
@@ -177,7 +181,7 @@ class Command(BaseCommand):
         if options["call_args"] or options["call_kwargs"]:
             msg = "release --all takes no --args nor --kwargs"
             raise CommandError(msg)
-        operations.get_task(name)
+        get_task(name)
         listed = operations.held(name)
         kind = "unique" if options["lock"] else "ignore" if options["ignore"] else None
         keys = [key for key in listed.keys if kind is None or key.kind == kind]
@@ -196,7 +200,7 @@ class Command(BaseCommand):
     ) -> None:
         """Say which of the keys ``chosen`` were released, and which were kept, and why."""
         for state in chosen:
-            kind = operations.KIND_NAMES[state.kind]
+            kind = KIND_NAMES[state.kind]
             if state in removed:
                 self._say(f"released {kind} {state.key} of {state.task_id}")
             else:
@@ -214,8 +218,8 @@ class Command(BaseCommand):
         if not name:
             msg = "name the task: celery_events explain NAME (or --task NAME)"
             raise CommandError(msg)
-        task = operations.get_task(name)
-        call_args, call_kwargs = operations.parse_call(options["call_args"], options["call_kwargs"])
+        task = get_task(name)
+        call_args, call_kwargs = parse_call(options["call_args"], options["call_kwargs"])
         return task, call_args, call_kwargs
 
     def _confirm(self, options: dict[str, Any], count: int) -> bool:
@@ -244,12 +248,12 @@ class Command(BaseCommand):
         rows = [("TIME LEFT", "KIND", "TASK", "TASK ID", "KEY", "ARGUMENTS")]
         rows += [
             (
-                operations.time_left_text(key.ttl),
+                time_left_text(key.ttl),
                 key.kind,
                 _printable(key.task_name),
                 _printable(key.task_id),
                 _printable(key.key),
-                operations.arguments_text(key, reveal=True) or "-",
+                arguments_text(key, reveal=True) or "-",
             )
             for key in keys
         ]
