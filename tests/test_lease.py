@@ -30,6 +30,8 @@ from tests.services import restartable_redis
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from celery.result import AsyncResult, GroupResult
+
 pytestmark = pytest.mark.worker
 
 
@@ -166,6 +168,23 @@ def fixture_private_worker(tmp_path) -> Callable[..., Any]:
     return start
 
 
+def _members_parked_beside_a_holder(
+    queue: str, gate: str, value: int
+) -> tuple[AsyncResult, GroupResult]:
+    """Start a holder of ``concurrent_gated(gate, value)`` on ``queue``, then a group of three
+    calls of it; return them once the three members are parked beside the running holder."""
+    holder = tasks.concurrent_gated.apply_async(args=(gate, value), queue=queue)
+    wait_for(lambda: tasks.has_started(gate), "the holder's body to start")
+    members = group(tasks.concurrent_gated.s(gate, value) for _ in range(3)).apply_async(
+        queue=queue
+    )
+    wait_for(
+        lambda: _parked(tasks.concurrent_gated, holder.id, gate, value) == 3,
+        "the members to be parked beside the holder",
+    )
+    return holder, members
+
+
 def test_stand_ins_outlive_a_lock_store_outage_and_get_the_holders_outcome(
     private_worker, settings, worker_events
 ):
@@ -174,15 +193,7 @@ def test_stand_ins_outlive_a_lock_store_outage_and_get_the_holders_outcome(
         # The worker's cache, on the same Redis and key prefix (tests/settings.py).
         use_cache(settings, "outage", redis_cache(lock_store.url, prefix="cache"))
         with private_worker(queue, {"CELERY_EVENTS_TEST_CACHE_URL": lock_store.url}):
-            holder = tasks.concurrent_gated.apply_async(args=(gate, 7), queue=queue)
-            wait_for(lambda: tasks.has_started(gate), "the holder's body to start")
-            members = group(tasks.concurrent_gated.s(gate, 7) for _ in range(3)).apply_async(
-                queue=queue
-            )
-            wait_for(
-                lambda: _parked(tasks.concurrent_gated, holder.id, gate, 7) == 3,
-                "the members to be parked beside the holder",
-            )
+            holder, members = _members_parked_beside_a_holder(queue, gate, 7)
             lock_store.kill()
             tasks.open_gate(gate)
             assert holder.get(timeout=30) == 7
@@ -205,15 +216,7 @@ def test_stand_ins_outlive_a_result_backend_outage(private_worker):
         with private_worker(
             queue, {"CELERY_EVENTS_TEST_RESULT_BACKEND": backend.url}, answers=_records
         ):
-            holder = tasks.concurrent_gated.apply_async(args=(gate, 5), queue=queue)
-            wait_for(lambda: tasks.has_started(gate), "the holder's body to start")
-            members = group(tasks.concurrent_gated.s(gate, 5) for _ in range(3)).apply_async(
-                queue=queue
-            )
-            wait_for(
-                lambda: _parked(tasks.concurrent_gated, holder.id, gate, 5) == 3,
-                "the members to be parked beside the holder",
-            )
+            _, members = _members_parked_beside_a_holder(queue, gate, 5)
             backend.kill()
             tasks.open_gate(gate)
             wait_for(lambda: _logged("result backend unreachable"), "a member to meet the outage")
